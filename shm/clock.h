@@ -1,0 +1,78 @@
+/*
+ * clock.h - vector clock and incarnation table.
+ *
+ * A clock component names one incarnation of a replica: its IP:PORT plus a
+ * start stamp chosen at startup, so a replica restarted with empty memory
+ * never reuses a sequence number of its previous life.  In shared memory an
+ * incarnation is a small integer id, an index into inc[]; on the wire it is
+ * "IP:PORT/stamp".
+ *
+ * Concurrency contract: inc[] rows are appended under the writer lock and
+ * published by storing ninc with release semantics; a published row's addr
+ * and stamp never change.  applied[] components only grow, each updated
+ * with a single atomic store under the writer lock; readers load them
+ * without a lock (a reader may see a slightly older clock, never a torn
+ * component).  lamport is the replica's Lamport clock, same rules.
+ */
+#ifndef KVSD_CLOCK_H
+#define KVSD_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLOCK_MAX 256 /* incarnations one store can know */
+#define ADDR_MAX 24   /* "255.255.255.255:65535" plus NUL, padded */
+
+#define INC_RETIRED 0x01 /* a newer incarnation of the same address exists */
+#define INC_FINAL 0x02   /* retired and final_seq is settled */
+
+struct incarnation {
+    char addr[ADDR_MAX];
+    uint64_t stamp;
+    uint32_t flags;     /* INC_* ; updated under the writer lock */
+    uint64_t final_seq; /* valid with INC_FINAL */
+    uint64_t retired_at_ms; /* when INC_RETIRED was set */
+};
+
+struct clock_sh {
+    uint32_t ninc; /* published rows */
+    int32_t self;  /* our incarnation id, -1 before startup */
+    uint64_t lamport;
+    uint64_t applied[CLOCK_MAX];
+    struct incarnation inc[CLOCK_MAX];
+};
+
+/* A sparse clock: what clients send and log records carry. */
+struct vc_pair {
+    uint32_t id;
+    uint64_t n;
+};
+
+size_t clock_size(void);
+void clock_init(struct clock_sh *clock);
+
+/* Lock-free.  The id of (addr, stamp), or -1 if unknown. */
+int clock_find(const struct clock_sh *clock, const char *addr, uint64_t stamp);
+/* Writer lock held.  Find or append (addr, stamp); -1 if the table is
+ * full.  Appending a newer stamp for a known address marks the older
+ * incarnations INC_RETIRED. */
+int clock_intern_sh(struct clock_sh *clock, const char *addr, uint64_t stamp, uint64_t now_ms);
+
+/* Lock-free.  1 if every component of m is applied here, counting
+ * components of settled retired incarnations as applied. */
+int clock_covers(const struct clock_sh *clock, const struct vc_pair *m, size_t n);
+
+/* Lock-free.  Copy applied[] into out[CLOCK_MAX]; returns ninc. */
+uint32_t clock_snapshot(const struct clock_sh *clock, uint64_t *out);
+
+static inline uint64_t clock_applied(const struct clock_sh *clock, uint32_t id)
+{
+    return __atomic_load_n(&clock->applied[id], __ATOMIC_ACQUIRE);
+}
+
+/* Writer lock held.  applied[id] = max(applied[id], n). */
+void clock_advance_sh(struct clock_sh *clock, uint32_t id, uint64_t n);
+/* Writer lock held.  lamport = max(lamport, seen); returns it. */
+uint64_t clock_lamport_observe_sh(struct clock_sh *clock, uint64_t seen);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * rlog.h - the replication log: a byte ring of write records in shared
+ * memory.
+ *
+ * Every write applied here (client writes and replicated ones alike) is
+ * appended, in apply order, which is a causal order.  The replicator reads
+ * records by position and ships to each peer those its acked clock lacks.
+ *
+ * Positions are virtual byte offsets that only grow; the record at
+ * position p lives at p % size.  A record never straddles the end of the
+ * ring: a pad record fills the gap.  [tail, head) holds valid records.
+ *
+ * Concurrency contract: appended only under the writer lock.  To make
+ * room the writer first advances tail past the records it will overwrite
+ * (folding them into tail_clock), issues a barrier, then writes; then it
+ * publishes the new head.  A lock-free reader copies a record and then
+ * re-checks rlog_tail(): if tail moved past the record's position while
+ * it copied, the copy may be torn and rlog_read() reports it lost.
+ * tail_clock[] is, per incarnation, the highest seq among records that
+ * have fallen off the tail (or that were installed by a state transfer):
+ * a peer whose acked clock does not cover it needs a snapshot.
+ */
+#ifndef KVSD_RLOG_H
+#define KVSD_RLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+
+#define RLOG_TOMBSTONE 0x01
+#define RLOG_PAD 0x80
+
+struct rlog_rec {
+    uint32_t len;   /* whole record, header included, 8-byte aligned */
+    uint32_t magic;
+    uint64_t seq;   /* origin's sequence number */
+    uint64_t lamport;
+    uint32_t origin; /* incarnation id */
+    uint16_t ndeps;
+    uint8_t flags;
+    uint8_t klen;
+    uint32_t vlen;
+    uint32_t pad;
+    /* then: struct vc_pair deps[ndeps]; key; value */
+};
+
+struct rlog_sh {
+    char *ring;
+    uint64_t size;
+    uint64_t head; /* next append position */
+    uint64_t tail; /* oldest valid record */
+    uint64_t records; /* appended, ever */
+    uint64_t tail_clock[CLOCK_MAX];
+};
+
+size_t rlog_size(size_t ring_bytes);
+void rlog_init(struct rlog_sh *rlog, void *ring, size_t ring_bytes);
+
+/* Writer lock held.  Append a record; -1 if it can never fit (larger than
+ * the ring).  Returns the record's position through *pos if non-NULL. */
+int rlog_append_sh(struct rlog_sh *rlog, const struct rlog_rec *hdr, const struct vc_pair *deps, const char *key,
+                   const char *value, uint64_t *pos);
+
+static inline uint64_t rlog_head(const struct rlog_sh *rlog) { return __atomic_load_n(&rlog->head, __ATOMIC_ACQUIRE); }
+static inline uint64_t rlog_tail(const struct rlog_sh *rlog) { return __atomic_load_n(&rlog->tail, __ATOMIC_ACQUIRE); }
+
+/* Lock-free.  Copy the record at *pos into buf (bufsize bytes) and advance
+ * *pos past it, skipping pad records.  Returns the record length, 0 at the
+ * head, -1 if *pos fell off the tail (lost), -2 if buf is too small (then
+ * *pos is unchanged and the needed size is returned through *need). */
+long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need);
+
+static inline const struct vc_pair *rlog_rec_deps(const struct rlog_rec *r) { return (const struct vc_pair *)(r + 1); }
+static inline const char *rlog_rec_key(const struct rlog_rec *r)
+{
+    return (const char *)(rlog_rec_deps(r) + r->ndeps);
+}
+static inline const char *rlog_rec_value(const struct rlog_rec *r) { return rlog_rec_key(r) + r->klen; }
+
+/* Writer lock held: fold a state transfer's clock into tail_clock. */
+void rlog_mark_installed_sh(struct rlog_sh *rlog, const uint64_t *clock, uint32_t n);
+
+#endif

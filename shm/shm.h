@@ -1,0 +1,68 @@
+/*
+ * shm.h - the shared mapping every kvsd process works on.
+ *
+ * The master creates one anonymous MAP_SHARED mapping before it forks, lays
+ * out every region from the table in shm.c (PostgreSQL's ipci.c pattern:
+ * each module exports x_size() and x_init()), and never touches store
+ * contents afterwards.  Children inherit the mapping at the same address, so
+ * raw pointers inside it are valid in every process.  Nothing here knows
+ * about HTTP, JSON or sockets.
+ */
+#ifndef KVSD_SHM_H
+#define KVSD_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC 0x6b767364u /* "kvsd" */
+#define SHM_LAYOUT_VERSION 1
+
+/* Reader slots: one per process that may read the store (workers,
+ * replicator, master, tools).  A slot index is assigned by the master when
+ * it forks the child and never changes while the child lives. */
+#define SHM_MAX_PROCS 128
+
+struct lock_sh;
+struct rcu_sh;
+struct arena_sh;
+struct table_sh;
+struct clock_sh;
+struct view_sh;
+struct rlog_sh;
+struct stats_sh;
+
+/* Sizing knobs, fixed at creation time. */
+struct shm_params {
+    size_t memory;    /* total bytes of the mapping (--memory) */
+    size_t rlog_size; /* bytes of the replication log ring; 0: memory / 8 */
+};
+
+/*
+ * The header at offset 0.  Written once by shm_create() before any fork;
+ * read-only afterwards except the fields documented otherwise.
+ */
+typedef struct shm {
+    uint32_t magic;
+    uint32_t version;
+    size_t size;        /* bytes mapped */
+    pid_t master_pid;
+    uint64_t generation; /* bumped by the master on every child (re)start */
+
+    struct lock_sh *lock;
+    struct rcu_sh *rcu;
+    struct arena_sh *arena;
+    struct table_sh *table;
+    struct clock_sh *clock;
+    struct view_sh *view;
+    struct rlog_sh *rlog;
+} shm_t;
+
+/* Map and lay out a new store.  Returns NULL with errno set on failure. */
+shm_t *shm_create(const struct shm_params *params);
+void shm_destroy(shm_t *shm);
+
+/* Bytes the fixed regions take (everything but the arena). */
+size_t shm_overhead(const struct shm_params *params);
+
+#endif

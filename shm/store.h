@@ -1,0 +1,82 @@
+/*
+ * store.h - the store's write path and causality checks, on top of the
+ * table, clock, view and replication log.
+ *
+ * Every function named _sh that writes takes the writer lock itself; the
+ * read helpers are lock-free.  A write is: lock, check causal dependencies,
+ * allocate the new immutable entry, record an intent (so a writer killed
+ * at any instruction is rolled forward or back by store_recover_sh() under
+ * the robust mutex's owner-dead path), append the log record, advance the
+ * clock, publish the entry, clear the intent, reclaim, unlock.
+ */
+#ifndef KVSD_STORE_H
+#define KVSD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "rlog.h"
+#include "shm.h"
+#include "table.h"
+
+enum store_result {
+    STORE_CREATED = 0,
+    STORE_REPLACED,
+    STORE_DELETED,
+    STORE_NOT_FOUND,
+    STORE_UNSATISFIED, /* causal dependencies not applied here */
+    STORE_FULL,        /* arena or log cannot take it */
+};
+
+/* A client write.  value == NULL means delete. */
+struct store_write {
+    const char *key;
+    size_t klen;
+    const char *value;
+    size_t vlen;
+    const struct vc_pair *deps; /* the client's metadata, ids resolved */
+    size_t ndeps;
+};
+
+/* A replicated write, ids already interned locally. */
+struct store_record {
+    uint32_t origin;
+    uint64_t seq;
+    uint64_t lamport;
+    int tombstone;
+    const char *key;
+    size_t klen;
+    const char *value;
+    size_t vlen;
+    const struct vc_pair *deps;
+    size_t ndeps;
+};
+
+enum store_apply {
+    APPLY_DONE = 0,  /* applied now */
+    APPLY_DUP,       /* already applied: acknowledged and dropped */
+    APPLY_WAIT,      /* dependencies not met yet: not applied */
+    APPLY_FULL,      /* store full */
+};
+
+/* Master, before fork: intern this replica's incarnation and install the
+ * owner-dead recovery hook. */
+int store_setup(shm_t *shm, const char *self_addr, uint64_t stamp);
+
+/* Apply a client PUT/DELETE.  On success (CREATED/REPLACED/DELETED) the
+ * clock right after the write is copied into clock_out[CLOCK_MAX]. */
+enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w, uint64_t *clock_out);
+
+/* Apply replicated records in order, under one lock hold; result[i] gets
+ * enum store_apply per record.  Records are retried within the batch
+ * until no more become applicable.  Returns how many were applied. */
+size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_t n, uint8_t *result);
+
+/* Owner-dead recovery hook (lock held). */
+void store_recover_sh(void *shm);
+
+/* Lock-free: 1 if the client's dependencies are applied here. */
+int store_covers(shm_t *shm, const struct vc_pair *m, size_t n);
+
+#endif
