@@ -1,0 +1,2 @@
+/* placeholder until the write path lands (being written now) */
+#include "store.h"
