@@ -49,6 +49,13 @@ typedef struct shm {
     pid_t master_pid;
     uint64_t generation; /* bumped by the master on every child (re)start */
 
+    /* Set by the master before fork, read-only afterwards. */
+    int wake_fd; /* eventfd: writers poke the replicator */
+    /* Written by the replicator only; everyone reads.  1 once the replica
+     * has joined and installed its snapshot (/ready, kvs requests). */
+    uint32_t ready;
+    uint32_t repl_sleeping; /* replicator is waiting on wake_fd */
+
     struct lock_sh *lock;
     struct rcu_sh *rcu;
     struct arena_sh *arena;

@@ -1,2 +1,277 @@
-/* placeholder until the write path lands (being written now) */
+/*
+ * store.c - the write path: causal checks, last-writer-wins, the
+ * replication log, and crash recovery of an interrupted write.
+ *
+ * Concurrency contract: every function here that changes the store holds
+ * shm->lock for its whole duration; readers (GET, /view, snapshots) never
+ * take it and see entries only through table_lookup_sh() under RCU.
+ *
+ * Crash safety.  A worker may be SIGKILLed at any instruction.  Before a
+ * write changes anything visible it records an intent (the new entry, its
+ * origin/seq/lamport and the log head) and marks it committed; the steps
+ * after that (table publish and counters, log append, clock advance) are
+ * each idempotent.  If the writer dies, the next locker gets EOWNERDEAD and
+ * lock_acquire_sh() calls store_recover_sh(), which replays a committed
+ * intent.  A writer that dies before committing leaves only an
+ * unreachable arena block behind (a bounded leak, logged as a recovery).
+ * The client was never answered in either case, so nothing acknowledged
+ * is lost and nothing half-written is visible.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "lock.h"
+#include "rcu.h"
 #include "store.h"
+#include "view.h"
+
+struct store_intent {
+    uint32_t committed;
+    struct entry *entry; /* the new entry; holds key, value, flags */
+    uint32_t origin;
+    uint64_t seq;
+    uint64_t lamport;
+    uint64_t log_head; /* rlog head before the append */
+    size_t ndeps;
+    struct vc_pair deps[CLOCK_MAX];
+};
+
+struct store_state {
+    shm_t *shm;
+    struct store_intent intent;
+};
+
+static struct store_state *state_of(shm_t *shm) { return shm->lock->recover_arg; }
+
+int store_setup(shm_t *shm, const char *self_addr, uint64_t stamp)
+{
+    struct store_state *st;
+    int id;
+
+    if ((st = arena_alloc_sh(shm->arena, sizeof(*st))) == NULL)
+        return -1;
+    memset(st, 0, sizeof(*st));
+    st->shm = shm;
+    lock_set_recover(shm->lock, store_recover_sh, st);
+    if ((id = clock_intern_sh(shm->clock, self_addr, stamp, 0)) < 0)
+        return -1;
+    shm->clock->self = id;
+    return 0;
+}
+
+/* (lamport, origin address, origin stamp): the greater write wins. */
+static int newer(const struct clock_sh *clock, uint64_t lamport_a, uint32_t a, uint64_t lamport_b, uint32_t b)
+{
+    int c;
+
+    if (lamport_a != lamport_b)
+        return lamport_a > lamport_b;
+    if ((c = strcmp(clock->inc[a].addr, clock->inc[b].addr)) != 0)
+        return c > 0;
+    return clock->inc[a].stamp > clock->inc[b].stamp;
+}
+
+static const struct entry *current(shm_t *shm, const char *key, size_t klen)
+{
+    return table_lookup_sh(shm->table, key, klen, table_hash(key, klen));
+}
+
+/* Writer lock held: bring table counters in line with old -> new. */
+static void count(shm_t *shm, const struct entry *old, const struct entry *e)
+{
+    if (old != NULL && old != TABLE_DELETED) {
+        if (old->flags & ENTRY_TOMBSTONE)
+            --shm->table->ntomb;
+        else
+            --shm->table->nlive;
+    }
+    if (e->flags & ENTRY_TOMBSTONE)
+        ++shm->table->ntomb;
+    else
+        ++shm->table->nlive;
+}
+
+/* Writer lock held, intent committed: the idempotent second half of a
+ * write.  Safe to run again from store_recover_sh().  Returns 1 if the
+ * entry was published, 0 if a newer write to the key already holds it. */
+static int finish_intent(shm_t *shm, struct store_intent *in)
+{
+    struct entry *e = in->entry, *old = NULL;
+    const struct entry *cur = current(shm, entry_key(e), e->klen);
+    struct rlog_rec hdr;
+    int published = cur == e;
+
+    /* Publish first: the only step that can fail (the table may need to
+     * grow), so a full store leaves no trace of the write anywhere. */
+    if (!published && (cur == NULL || newer(shm->clock, e->lamport, e->origin, cur->lamport, cur->origin))) {
+        if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0)
+            return -1;
+        count(shm, old, e);
+        if (old != NULL)
+            rcu_retire_sh(shm->rcu, &old->rcu);
+        published = 1;
+    }
+    if (rlog_head(shm->rlog) == in->log_head) {
+        memset(&hdr, 0, sizeof(hdr));
+        hdr.seq = in->seq;
+        hdr.lamport = in->lamport;
+        hdr.origin = in->origin;
+        hdr.ndeps = (uint16_t)in->ndeps;
+        hdr.flags = (e->flags & ENTRY_TOMBSTONE) ? RLOG_TOMBSTONE : 0;
+        hdr.klen = e->klen;
+        hdr.vlen = e->vlen;
+        /* cannot fail: write_locked() checked the record fits the ring */
+        rlog_append_sh(shm->rlog, &hdr, in->deps, entry_key(e), entry_value(e), NULL);
+    }
+    clock_lamport_observe_sh(shm->clock, in->lamport);
+    clock_advance_sh(shm->clock, in->origin, in->seq);
+    return published;
+}
+
+void store_recover_sh(void *arg)
+{
+    struct store_state *st = arg;
+
+    struct store_intent *in = &st->intent;
+
+    if (in->committed && finish_intent(st->shm, in) == 0) {
+        in->committed = 0;
+        arena_free_sh(st->shm->arena, in->entry);
+    }
+    in->committed = 0;
+}
+
+/* Writer lock held: the sparse form of the current clock. */
+static size_t sparse_clock(const struct clock_sh *clock, struct vc_pair *out)
+{
+    uint32_t id, n = 0, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+
+    for (id = 0; id < ninc; ++id)
+        if (clock->applied[id] != 0)
+            out[n].id = id, out[n].n = clock->applied[id], ++n;
+    return n;
+}
+
+/* Writer lock held: make and commit an intent, then finish it. */
+static enum store_result write_locked(shm_t *shm, uint32_t origin, uint64_t seq, uint64_t lamport, int tombstone,
+                                      const char *key, size_t klen, const char *value, size_t vlen,
+                                      const struct vc_pair *deps, size_t ndeps)
+{
+    struct store_intent *in = &state_of(shm)->intent;
+    struct entry *e;
+    int r;
+
+    if (sizeof(struct rlog_rec) + ndeps * sizeof(*deps) + klen + vlen + 16 > shm->rlog->size / 2)
+        return STORE_FULL;
+    if ((e = table_entry_new_sh(shm->arena, key, klen, tombstone ? 0 : vlen)) == NULL)
+        return STORE_FULL;
+    e->lamport = lamport;
+    e->seq = seq;
+    e->origin = (uint16_t)origin;
+    e->flags = tombstone ? ENTRY_TOMBSTONE : 0;
+    e->vlen = tombstone ? 0 : (uint32_t)vlen;
+    if (!tombstone)
+        memcpy((char *)entry_value(e), value, vlen);
+
+    in->entry = e;
+    in->origin = origin;
+    in->seq = seq;
+    in->lamport = lamport;
+    in->log_head = rlog_head(shm->rlog);
+    in->ndeps = ndeps;
+    memcpy(in->deps, deps, ndeps * sizeof(*deps));
+    __atomic_store_n(&in->committed, 1, __ATOMIC_RELEASE); /* the commit point */
+
+    r = finish_intent(shm, in);
+    in->committed = 0;
+    if (r == 1)
+        return STORE_CREATED;
+    /* Lost to a newer write (r == 0: logged and counted, not visible), or
+     * no room to grow the table (r == -1: nothing changed). */
+    arena_free_sh(shm->arena, e);
+    return r == 0 ? STORE_CREATED : STORE_FULL;
+}
+
+enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w, uint64_t *clock_out)
+{
+    struct clock_sh *clock = shm->clock;
+    struct vc_pair deps[CLOCK_MAX];
+    const struct entry *old;
+    enum store_result r;
+    uint32_t self = (uint32_t)clock->self;
+    int existed;
+
+    lock_acquire_sh(shm->lock);
+    rcu_reclaim_sh(shm->rcu, shm->arena);
+    if (!clock_covers(clock, w->deps, w->ndeps)) {
+        r = STORE_UNSATISFIED;
+        goto out;
+    }
+    old = current(shm, w->key, w->klen);
+    existed = old != NULL && !(old->flags & ENTRY_TOMBSTONE);
+    if (w->value == NULL && !existed) {
+        r = STORE_NOT_FOUND;
+        goto out;
+    }
+    r = write_locked(shm, self, clock->applied[self] + 1, clock->lamport + 1, w->value == NULL, w->key, w->klen,
+                     w->value, w->vlen, deps, sparse_clock(clock, deps));
+    if (r == STORE_CREATED) {
+        r = w->value == NULL ? STORE_DELETED : existed ? STORE_REPLACED : STORE_CREATED;
+        clock_snapshot(clock, clock_out);
+    }
+out:
+    lock_release_sh(shm->lock);
+    return r;
+}
+
+static int deps_met(const struct clock_sh *clock, const struct store_record *rec)
+{
+    size_t i;
+
+    for (i = 0; i < rec->ndeps; ++i) {
+        uint32_t id = rec->deps[i].id;
+        if (id == rec->origin)
+            continue;
+        if (clock->applied[id] < rec->deps[i].n && !(clock->inc[id].flags & INC_FINAL))
+            return 0;
+    }
+    return 1;
+}
+
+static enum store_apply apply_one(shm_t *shm, const struct store_record *rec)
+{
+    struct clock_sh *clock = shm->clock;
+    if (clock->applied[rec->origin] >= rec->seq)
+        return APPLY_DUP;
+    if (clock->applied[rec->origin] + 1 != rec->seq || !deps_met(clock, rec))
+        return APPLY_WAIT;
+    if (write_locked(shm, rec->origin, rec->seq, rec->lamport, rec->tombstone, rec->key, rec->klen, rec->value,
+                     rec->vlen, rec->deps, rec->ndeps) != STORE_CREATED)
+        return APPLY_FULL;
+    return APPLY_DONE;
+}
+
+size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_t n, uint8_t *result)
+{
+    size_t i, applied = 0, progress;
+
+    for (i = 0; i < n; ++i)
+        result[i] = APPLY_WAIT;
+    lock_acquire_sh(shm->lock);
+    rcu_reclaim_sh(shm->rcu, shm->arena);
+    do {
+        progress = 0;
+        for (i = 0; i < n; ++i) {
+            if (result[i] != APPLY_WAIT)
+                continue;
+            result[i] = (uint8_t)apply_one(shm, &recs[i]);
+            if (result[i] == APPLY_DONE)
+                ++progress, ++applied;
+        }
+    } while (progress != 0);
+    lock_release_sh(shm->lock);
+    return applied;
+}
+
+int store_covers(shm_t *shm, const struct vc_pair *m, size_t n) { return clock_covers(shm->clock, m, n); }

@@ -1,0 +1,421 @@
+/*
+ * config.c - the option table and its parser.
+ *
+ * Every option kvsd understands is one row of config_options[]: the same
+ * row drives parsing (defaults, then the environment, then flags, so a
+ * flag always wins), `kvsd --help`, and the OPTIONS section of kvsd(8),
+ * which a test compares against --help.  A bad value is a one-line error
+ * and exit status 78 (EX_CONFIG), never a crash.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+#define FIELD(f) offsetof(struct config, f)
+
+int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX])
+{
+    char buf[ADDR_MAX + 8], *colon, *end;
+    struct in_addr ia;
+    unsigned long port;
+
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if ((colon = strrchr(buf, ':')) == NULL)
+        return -1;
+    *colon = '\0';
+    if (inet_pton(AF_INET, buf, &ia) != 1)
+        return -1;
+    if (!isdigit((unsigned char)colon[1]))
+        return -1;
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port == 0 || port > 65535)
+        return -1;
+    snprintf(out, ADDR_MAX, "%s:%lu", inet_ntoa(ia), port);
+    return 0;
+}
+
+static int parse_addr(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
+{
+    char *dst = (char *)cfg + opt->offset;
+
+    if (*val == '\0' && opt->offset == FIELD(listen)) {
+        dst[0] = '\0'; /* default: the replica's own address */
+        return 0;
+    }
+    if (config_parse_addr(val, strlen(val), dst) != 0) {
+        snprintf(err, errlen, "invalid %s '%s': expected IP:PORT", opt->env ? opt->env : opt->flag, val);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_view(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
+{
+    const char *p = val;
+
+    cfg->nview = 0;
+    if (*val == '\0')
+        return 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char addr[ADDR_MAX];
+        size_t i;
+
+        while (len > 0 && isspace((unsigned char)*p))
+            ++p, --len;
+        while (len > 0 && isspace((unsigned char)p[len - 1]))
+            --len;
+        if (config_parse_addr(p, len, addr) != 0) {
+            snprintf(err, errlen, "invalid VIEW entry '%.*s': expected IP:PORT", (int)len, p);
+            return -1;
+        }
+        for (i = 0; i != cfg->nview; ++i)
+            if (strcmp(cfg->view[i], addr) == 0)
+                break;
+        if (i == cfg->nview) {
+            if (cfg->nview == VIEW_MAX) {
+                snprintf(err, errlen, "VIEW names more than %d replicas", VIEW_MAX);
+                return -1;
+            }
+            strcpy(cfg->view[cfg->nview++], addr);
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+/* Parses an unsigned number with an optional K/M/G suffix (powers of two)
+ * or, for durations, "ms"/"s". */
+static int parse_number(const char *val, int duration, unsigned long long *out)
+{
+    char *end;
+    unsigned long long n;
+
+    if (!isdigit((unsigned char)*val))
+        return -1;
+    errno = 0;
+    n = strtoull(val, &end, 10);
+    if (errno != 0)
+        return -1;
+    if (duration) {
+        if (*end == '\0' || strcmp(end, "ms") == 0)
+            ;
+        else if (strcmp(end, "s") == 0)
+            n *= 1000;
+        else
+            return -1;
+    } else {
+        unsigned shift = 0;
+        switch (toupper((unsigned char)*end)) {
+        case '\0':
+            break;
+        case 'K':
+            shift = 10;
+            break;
+        case 'M':
+            shift = 20;
+            break;
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            return -1;
+        }
+        if (*end != '\0' && end[1] != '\0' && !(toupper((unsigned char)end[1]) == 'B' && end[2] == '\0')
+            && !(toupper((unsigned char)end[1]) == 'I' && toupper((unsigned char)end[2]) == 'B' && end[3] == '\0'))
+            return -1;
+        if (shift && n > (ULLONG_MAX >> shift))
+            return -1;
+        n <<= shift;
+    }
+    *out = n;
+    return 0;
+}
+
+struct range {
+    const char *flag;
+    unsigned long long min, max;
+};
+
+static const struct range ranges[] = {
+    {"workers", 1, 128},
+    {"memory", 8 << 20, 1ULL << 40},
+    {"log-size", 0, 1ULL << 38},
+    {"max-body", 256, 1ULL << 30},
+    {"peer-timeout", 10, 600000},
+    {"heartbeat", 10, 600000},
+    {"readmit-delay", 0, 3600000},
+    {"join-grace", 0, 3600000},
+    {"probe-interval", 10, 600000},
+    {"causal-wait", 0, 10000},
+    {"request-timeout", 100, 3600000},
+};
+
+static int parse_unsigned(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+                          size_t errlen, int duration)
+{
+    unsigned long long n, min = 0, max = ULLONG_MAX;
+    size_t i;
+    void *dst = (char *)cfg + opt->offset;
+
+    for (i = 0; i != sizeof(ranges) / sizeof(ranges[0]); ++i)
+        if (strcmp(ranges[i].flag, opt->flag) == 0)
+            min = ranges[i].min, max = ranges[i].max;
+    if (parse_number(val, duration, &n) != 0 || n < min || n > max) {
+        snprintf(err, errlen, "invalid --%s '%s': expected %s from %llu to %llu", opt->flag, val,
+                 duration ? "milliseconds (or Ns)" : "a number (K/M/G suffix allowed)", min, max);
+        return -1;
+    }
+    if (opt->offset == FIELD(workers))
+        *(int *)dst = (int)n;
+    else if (duration)
+        *(unsigned *)dst = (unsigned)n;
+    else
+        *(size_t *)dst = (size_t)n;
+    return 0;
+}
+
+static int parse_size(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
+{
+    if (opt->offset == FIELD(workers) && *val == '\0') {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n < 1 ? 1 : n > 128 ? 128 : (int)n;
+        return 0;
+    }
+    return parse_unsigned(cfg, opt, val, err, errlen, 0);
+}
+
+static int parse_ms(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
+{
+    return parse_unsigned(cfg, opt, val, err, errlen, 1);
+}
+
+static int parse_enum(const char *val, const char *const *names, int *out)
+{
+    int i;
+    for (i = 0; names[i] != NULL; ++i)
+        if (strcmp(val, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_log_level(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+                           size_t errlen)
+{
+    if (parse_enum(val, log_level_names, &cfg->log_level) != 0) {
+        snprintf(err, errlen, "invalid --log-level '%s': expected error, warn, info or debug", val);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_log_format(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+                            size_t errlen)
+{
+    if (parse_enum(val, log_format_names, &cfg->log_format) != 0) {
+        snprintf(err, errlen, "invalid --log-format '%s': expected logfmt, text or json", val);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_string(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+                        size_t errlen)
+{
+    char *dst = (char *)cfg + opt->offset;
+    size_t cap = opt->offset == FIELD(log_file) ? sizeof(cfg->log_file) : sizeof(cfg->cluster_key);
+
+    if (strlen(val) >= cap) {
+        snprintf(err, errlen, "--%s is longer than %zu bytes", opt->flag, cap - 1);
+        return -1;
+    }
+    strcpy(dst, val);
+    return 0;
+}
+
+static int parse_switch(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+                        size_t errlen)
+{
+    *(int *)((char *)cfg + opt->offset) = 1;
+    return 0;
+}
+
+const struct config_option config_options[] = {
+    {"address", 'a', "SOCKET_ADDRESS", "IP:PORT", "", "this replica's address; peers and clients reach it there",
+     parse_addr, FIELD(address)},
+    {"view", 'v', "VIEW", "IP:PORT,...", "", "every replica of the cluster, this one included", parse_view,
+     FIELD(view)},
+    {"listen", 'l', "KVSD_LISTEN", "IP:PORT", "", "where to listen (default: --address; 0.0.0.0:PORT in containers)",
+     parse_addr, FIELD(listen)},
+    {"workers", 'w', "KVSD_WORKERS", "N", "", "worker processes (default: number of CPUs)", parse_size,
+     FIELD(workers)},
+    {"memory", 'm', "KVSD_MEMORY", "BYTES", "256M", "size of the shared-memory store", parse_size, FIELD(memory)},
+    {"log-size", 0, "KVSD_LOG_SIZE", "BYTES", "0", "replication log ring (0: an eighth of --memory)", parse_size,
+     FIELD(rlog_size)},
+    {"max-body", 0, "KVSD_MAX_BODY", "BYTES", "1M", "largest request body accepted", parse_size, FIELD(max_body)},
+    {"request-timeout", 0, "KVSD_REQUEST_TIMEOUT", "MS", "10000", "time a client has to send a whole request",
+     parse_ms, FIELD(request_timeout_ms)},
+    {"peer-timeout", 0, "KVSD_PEER_TIMEOUT", "MS", "500", "a peer request unanswered this long evicts the peer",
+     parse_ms, FIELD(peer_timeout_ms)},
+    {"heartbeat", 0, "KVSD_HEARTBEAT", "MS", "200", "idle time after which a peer gets a heartbeat", parse_ms,
+     FIELD(heartbeat_ms)},
+    {"probe-interval", 0, "KVSD_PROBE_INTERVAL", "MS", "500", "how often an evicted peer is probed", parse_ms,
+     FIELD(probe_interval_ms)},
+    {"readmit-delay", 0, "KVSD_READMIT_DELAY", "MS", "3000",
+     "an evicted peer must answer probes this long before it is re-admitted", parse_ms, FIELD(readmit_delay_ms)},
+    {"join-grace", 0, "KVSD_JOIN_GRACE", "MS", "10000", "a peer that never answered is not evicted before this",
+     parse_ms, FIELD(join_grace_ms)},
+    {"causal-wait", 0, "KVSD_CAUSAL_WAIT", "MS", "0", "accepted for compatibility; kvsd answers 503 at once",
+     parse_ms, FIELD(causal_wait_ms)},
+    {"cluster-key", 0, "KVSD_CLUSTER_KEY", "KEY", "", "shared secret required on /internal/ requests",
+     parse_string, FIELD(cluster_key)},
+    {"log-level", 0, "KVSD_LOG_LEVEL", "LEVEL", "info", "error, warn, info or debug", parse_log_level,
+     FIELD(log_level)},
+    {"log-format", 0, "KVSD_LOG_FORMAT", "FORMAT", "logfmt", "logfmt, text or json", parse_log_format,
+     FIELD(log_format)},
+    {"log-file", 0, "KVSD_LOG_FILE", "PATH", "", "log to PATH instead of stderr (reopened on SIGHUP)", parse_string,
+     FIELD(log_file)},
+    {"access-log", 0, "KVSD_ACCESS_LOG", NULL, NULL, "log every request", parse_switch, FIELD(access_log)},
+    {"check", 'n', NULL, NULL, NULL, "check the configuration and exit", parse_switch, FIELD(check_only)},
+    {"version", 'V', NULL, NULL, NULL, "print the version and exit", parse_switch, FIELD(show_version)},
+    {"help", 'h', NULL, NULL, NULL, "print this help and exit", parse_switch, FIELD(show_help)},
+};
+const size_t config_noptions = sizeof(config_options) / sizeof(config_options[0]);
+
+static const struct config_option *find_option(const char *arg, const char **inline_val)
+{
+    size_t i, len;
+
+    *inline_val = NULL;
+    if (arg[0] == '-' && arg[1] != '-' && arg[1] != '\0' && arg[2] == '\0') {
+        for (i = 0; i != config_noptions; ++i)
+            if (config_options[i].short_flag == arg[1])
+                return &config_options[i];
+        return NULL;
+    }
+    if (strncmp(arg, "--", 2) != 0)
+        return NULL;
+    arg += 2;
+    len = strcspn(arg, "=");
+    if (arg[len] == '=')
+        *inline_val = arg + len + 1;
+    for (i = 0; i != config_noptions; ++i)
+        if (strlen(config_options[i].flag) == len && strncmp(config_options[i].flag, arg, len) == 0)
+            return &config_options[i];
+    return NULL;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    const struct config_option *opt;
+    size_t i;
+    int a;
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (i = 0; i != config_noptions; ++i) {
+        opt = &config_options[i];
+        if (opt->metavar != NULL && opt->parse(cfg, opt, opt->def, err, errlen) != 0)
+            return -1;
+    }
+    for (i = 0; i != config_noptions; ++i) {
+        const char *val;
+        opt = &config_options[i];
+        if (opt->env == NULL || (val = getenv(opt->env)) == NULL)
+            continue;
+        if (opt->metavar == NULL)
+            val = "";
+        if (opt->parse(cfg, opt, val, err, errlen) != 0)
+            return -1;
+    }
+    for (a = 1; a < argc; ++a) {
+        const char *val;
+        if ((opt = find_option(argv[a], &val)) == NULL) {
+            snprintf(err, errlen, "unknown option '%s' (see kvsd --help)", argv[a]);
+            return -1;
+        }
+        if (opt->metavar != NULL && val == NULL) {
+            if (a + 1 == argc) {
+                snprintf(err, errlen, "option --%s needs a value", opt->flag);
+                return -1;
+            }
+            val = argv[++a];
+        } else if (opt->metavar == NULL && val != NULL) {
+            snprintf(err, errlen, "option --%s takes no value", opt->flag);
+            return -1;
+        }
+        if (opt->parse(cfg, opt, val ? val : "", err, errlen) != 0)
+            return -1;
+    }
+    if (cfg->show_help || cfg->show_version)
+        return 0;
+
+    if (cfg->address[0] == '\0') {
+        snprintf(err, errlen, "no replica address: set SOCKET_ADDRESS or --address IP:PORT");
+        return -1;
+    }
+    if (cfg->nview == 0) {
+        strcpy(cfg->view[0], cfg->address);
+        cfg->nview = 1;
+    }
+    for (i = 0; i != cfg->nview; ++i)
+        if (strcmp(cfg->view[i], cfg->address) == 0)
+            break;
+    if (i == cfg->nview) {
+        snprintf(err, errlen, "VIEW does not include this replica's address %s", cfg->address);
+        return -1;
+    }
+    if (cfg->listen[0] == '\0')
+        strcpy(cfg->listen, cfg->address);
+    if (cfg->rlog_size == 0) {
+        cfg->rlog_size = cfg->memory / 8;
+        if (cfg->rlog_size < cfg->max_body * 2 + 4096)
+            cfg->rlog_size = cfg->max_body * 2 + 4096;
+    }
+    if (cfg->rlog_size < (size_t)cfg->max_body * 2 + 4096 || cfg->rlog_size > cfg->memory / 2) {
+        snprintf(err, errlen, "--log-size must be between twice --max-body and half of --memory");
+        return -1;
+    }
+    return 0;
+}
+
+void config_usage(FILE *fp)
+{
+    size_t i;
+
+    fprintf(fp, "usage: kvsd [options]\n\n"
+                "One replica of a replicated, causally consistent key-value store.\n"
+                "Every option can also be set in the environment variable shown;\n"
+                "flags override the environment, which overrides the defaults.\n\n");
+    for (i = 0; i != config_noptions; ++i) {
+        const struct config_option *o = &config_options[i];
+        char left[64];
+        int n = 0;
+
+        if (o->short_flag)
+            n = snprintf(left, sizeof(left), "-%c, ", o->short_flag);
+        snprintf(left + n, sizeof(left) - n, "--%s%s%s", o->flag, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        fprintf(fp, "  %-28s %s", left, o->help);
+        if (o->def != NULL && o->def[0] != '\0')
+            fprintf(fp, " [%s]", o->def);
+        if (o->env != NULL)
+            fprintf(fp, " (env %s)", o->env);
+        fputc('\n', fp);
+    }
+}

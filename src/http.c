@@ -1,0 +1,170 @@
+/*
+ * http.c - routing, response helpers, and the filter that turns libh2o's
+ * own plain-text errors (a body over the limit, a broken chunked body)
+ * into the JSON errors of the API.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+
+struct kvsd_handler {
+    h2o_handler_t super;
+    struct http_env *env;
+};
+
+static int access_log;
+
+static void log_access(h2o_req_t *req, int status, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char host[NI_MAXHOST] = "-";
+
+    if ((sslen = req->conn->callbacks->get_peername(req->conn, (void *)&ss)) != 0)
+        h2o_socket_getnumerichost((void *)&ss, sslen, host);
+    log_info("access client=%s method=%.*s path=%.*s status=%d bytes=%zu", host, (int)req->method.len,
+             req->method.base, (int)req->path.len, req->path.base, status, len);
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    case 507:
+        return "Insufficient Storage";
+    default:
+        return "Error";
+    }
+}
+
+void http_send(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+
+    if (access_log)
+        log_access(req, status, len);
+    req->res.status = status;
+    req->res.reason = reason(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_start_response(req, &generator);
+    if (METHOD(req, "HEAD"))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+void http_send_error(h2o_req_t *req, int status, const char *message)
+{
+    size_t len = strlen(message) + sizeof("{\"error\": \"\"}");
+    char *body = h2o_mem_alloc_pool(&req->pool, len);
+
+    http_send(req, status, body, (size_t)snprintf(body, len, "{\"error\": \"%s\"}", message));
+}
+
+int http_method_is(h2o_req_t *req, const char *m, size_t len) { return h2o_memis(req->method.base, req->method.len, m, len); }
+
+void http_wake_replicator(struct http_env *env)
+{
+    uint64_t one = 1;
+
+    if (__atomic_load_n(&env->shm->repl_sleeping, __ATOMIC_ACQUIRE) && env->shm->wake_fd >= 0)
+        (void)!write(env->shm->wake_fd, &one, sizeof(one));
+}
+
+#define PATH_IS(p, n, lit) ((n) == sizeof(lit) - 1 && memcmp((p), lit, sizeof(lit) - 1) == 0)
+#define PATH_HAS_PREFIX(p, n, lit) ((n) >= sizeof(lit) - 1 && memcmp((p), lit, sizeof(lit) - 1) == 0)
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct http_env *env = ((struct kvsd_handler *)self)->env;
+    const char *path = req->path.base;
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+
+    if (PATH_HAS_PREFIX(path, len, "/kvs/") && len > 5)
+        return http_kvs(env, req, path + 5, len - 5);
+    if (PATH_IS(path, len, "/view"))
+        return http_view(env, req);
+    if (PATH_HAS_PREFIX(path, len, "/internal/"))
+        return http_internal(env, req, path, len);
+    if (http_health(env, req, path, len) == 0)
+        return 0;
+    http_send_lit(req, 404, "{\"error\": \"Not found\"}");
+    return 0;
+}
+
+/* --- JSON bodies for libh2o's own errors ------------------------------- */
+
+struct json_error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+};
+
+static void json_error_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                               h2o_send_state_t state)
+{
+    struct json_error_ostream *os = (void *)self;
+    h2o_iovec_t body = os->body;
+
+    /* libh2o sends its error text in one final call; replace it */
+    os->body = h2o_iovec_init(NULL, 0);
+    h2o_ostream_send_next(&os->super, req, &body, body.len ? 1 : 0, state);
+}
+
+static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    struct json_error_ostream *os;
+    const char *msg;
+
+    if (req->res.status == 413)
+        msg = "{\"error\": \"Request body too large\"}";
+    else if (req->res.status == 400)
+        msg = "{\"error\": \"Bad request\"}";
+    else if (req->res.status == 408)
+        msg = "{\"error\": \"Request timeout\"}";
+    else
+        msg = "{\"error\": \"Not found\"}";
+    memset(&req->res.headers, 0, sizeof(req->res.headers));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    req->res.content_length = strlen(msg);
+    os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
+    os->super.do_send = json_error_do_send;
+    os->body = h2o_iovec_init(msg, strlen(msg));
+    h2o_setup_next_ostream(req, &os->super.next);
+}
+
+void http_register(h2o_globalconf_t *gconf, h2o_hostconf_t *hostconf, struct http_env *env)
+{
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    struct kvsd_handler *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
+    h2o_filter_t *filter;
+
+    h->super.on_req = on_req;
+    h->env = env;
+    access_log = env->cfg->access_log;
+    /* libh2o answers requests it rejects before routing (body too large,
+     * broken chunked encoding) on the host's fallback path */
+    filter = h2o_create_filter(&hostconf->fallback_path, sizeof(*filter));
+    filter->on_setup_ostream = json_error_setup;
+}

@@ -1,0 +1,42 @@
+/*
+ * http.h - the request side of a worker: routing and response helpers.
+ *
+ * Handlers run inside a worker's libh2o event loop and answer
+ * synchronously: reads under shm-RCU, writes under the store's writer
+ * lock, never blocking on anything else.
+ */
+#ifndef KVSD_HTTP_H
+#define KVSD_HTTP_H
+
+#include <h2o.h>
+
+#include "config.h"
+#include "shm.h"
+
+struct http_env {
+    shm_t *shm;
+    const struct config *cfg;
+    int slot; /* this process's RCU reader slot */
+};
+
+/* Register kvsd's handler (all paths) and error filter on hostconf. */
+void http_register(h2o_globalconf_t *gconf, h2o_hostconf_t *hostconf, struct http_env *env);
+
+/* Send body (owned by req->pool or static) with Content-Type
+ * application/json and Content-Length. */
+void http_send(h2o_req_t *req, int status, const char *body, size_t len);
+#define http_send_lit(req, status, lit) http_send((req), (status), (lit), sizeof(lit) - 1)
+void http_send_error(h2o_req_t *req, int status, const char *message); /* {"error": "message"} */
+
+int http_method_is(h2o_req_t *req, const char *m, size_t len);
+#define METHOD(req, lit) http_method_is((req), lit, sizeof(lit) - 1)
+
+/* Poke the replicator after a write. */
+void http_wake_replicator(struct http_env *env);
+
+int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen);
+int http_view(struct http_env *env, h2o_req_t *req);
+int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t len);
+int http_health(struct http_env *env, h2o_req_t *req, const char *path, size_t len);
+
+#endif

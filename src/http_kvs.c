@@ -1,0 +1,214 @@
+/*
+ * http_kvs.c - /kvs/<key>: GET, PUT and DELETE with causal metadata.
+ *
+ * Order of checks (api.md): method, key length, body/value, metadata
+ * validity, causal dependencies, then the operation.  GET takes no lock:
+ * it reads the entry under shm-RCU and copies the value straight into the
+ * response buffer.  PUT and DELETE go through store_client_write_sh(),
+ * which re-checks the dependencies under the writer lock.
+ */
+#include <string.h>
+
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "rcu.h"
+#include "store.h"
+#include "table.h"
+#include "util.h"
+
+#define E_TOO_LONG "{\"error\": \"Key is too long\"}"
+#define E_NO_VALUE "{\"error\": \"PUT request does not specify a value\"}"
+#define E_NOT_OBJECT "{\"error\": \"Request body is not a JSON object\"}"
+#define E_BAD_META "{\"error\": \"Invalid causal-metadata\"}"
+#define E_UNSATISFIED "{\"error\": \"Causal dependencies not satisfied; try again later\"}"
+#define E_NO_KEY "{\"error\": \"Key does not exist\"}"
+#define E_FULL "{\"error\": \"Store is full\"}"
+#define E_METHOD "{\"error\": \"Method not allowed\"}"
+#define E_TOO_LARGE "{\"error\": \"Request body too large\"}"
+
+/* The client's dependencies, resolved to local incarnation ids. */
+struct deps {
+    struct vc_pair pair[CLOCK_MAX];
+    size_t n;
+    int unknown; /* names writes of an incarnation never heard of */
+};
+
+static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
+{
+    struct clock_ref refs[CLOCK_MAX];
+    long n, i;
+
+    d->n = 0;
+    d->unknown = 0;
+    if (json_span_is_null(meta))
+        return 0;
+    if ((n = json_parse_clock(meta, refs, CLOCK_MAX)) < 0)
+        return -1;
+    for (i = 0; i < n; ++i) {
+        int id;
+        if (refs[i].n == 0)
+            continue;
+        if ((id = clock_find(shm->clock, refs[i].addr, refs[i].stamp)) < 0) {
+            d->unknown = 1;
+            continue;
+        }
+        d->pair[d->n].id = (uint32_t)id;
+        d->pair[d->n].n = refs[i].n;
+        d->n++;
+    }
+    return 0;
+}
+
+/* M' = max(M, C): what the client has now seen. */
+static uint32_t merge_clock(shm_t *shm, const struct deps *d, uint64_t *c)
+{
+    uint32_t ninc = clock_snapshot(shm->clock, c);
+    size_t i;
+
+    for (i = 0; i < d->n; ++i)
+        if (d->pair[i].id < ninc && d->pair[i].n > c[d->pair[i].id])
+            c[d->pair[i].id] = d->pair[i].n;
+    return ninc;
+}
+
+/* {"result": "<result>", "causal-metadata": M'} */
+static void send_result(struct http_env *env, h2o_req_t *req, int status, const char *result, const struct deps *d,
+                        uint64_t *c)
+{
+    uint32_t ninc = merge_clock(env->shm, d, c);
+    size_t cap = 64 + json_clock_max_len(ninc), n;
+    char *body = h2o_mem_alloc_pool(&req->pool, cap);
+
+    n = (size_t)sprintf(body, "{\"result\": \"%s\", \"causal-metadata\": ", result);
+    n += json_format_clock(env->shm->clock, c, ninc, body + n);
+    body[n++] = '}';
+    http_send(req, status, body, n);
+}
+
+static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t klen, const struct deps *d)
+{
+    static const char head[] = "{\"result\": \"found\", \"value\": ";
+    static const char mid[] = ", \"causal-metadata\": ";
+    shm_t *shm = env->shm;
+    const struct entry *e;
+    uint64_t c[CLOCK_MAX];
+    uint32_t origin, ninc, ninc_now;
+    uint64_t seq;
+    char *body;
+    size_t n, cap;
+
+    rcu_read_lock_sh(shm->rcu, env->slot);
+    e = table_lookup_sh(shm->table, key, klen, table_hash(key, klen));
+    if (e == NULL || (e->flags & ENTRY_TOMBSTONE)) {
+        rcu_read_unlock_sh(shm->rcu, env->slot);
+        http_send_lit(req, 404, E_NO_KEY);
+        return 0;
+    }
+    /* the entry's origin was interned before the entry was published */
+    ninc = __atomic_load_n(&shm->clock->ninc, __ATOMIC_ACQUIRE);
+    cap = sizeof(head) + e->vlen + sizeof(mid) + 2 + json_clock_max_len(ninc);
+    body = h2o_mem_alloc_pool(&req->pool, cap);
+    memcpy(body, head, sizeof(head) - 1);
+    n = sizeof(head) - 1;
+    memcpy(body + n, entry_value(e), e->vlen);
+    n += e->vlen;
+    origin = e->origin;
+    seq = e->seq;
+    rcu_read_unlock_sh(shm->rcu, env->slot);
+
+    /* the clock may not show the entry's write yet (it is published
+     * before the clock advances): cover it explicitly */
+    if ((ninc_now = merge_clock(shm, d, c)) < ninc)
+        ninc = ninc_now;
+    if (origin < ninc && c[origin] < seq)
+        c[origin] = seq;
+    memcpy(body + n, mid, sizeof(mid) - 1);
+    n += sizeof(mid) - 1;
+    n += json_format_clock(shm->clock, c, ninc, body + n);
+    body[n++] = '}';
+    http_send(req, 200, body, n);
+    return 0;
+}
+
+static int do_write(struct http_env *env, h2o_req_t *req, const char *key, size_t klen, struct json_span value,
+                    const struct deps *d)
+{
+    struct store_write w = {key, klen, NULL, 0, d->pair, d->n};
+    uint64_t c[CLOCK_MAX];
+    char *compact;
+
+    if (value.p != NULL) {
+        compact = h2o_mem_alloc_pool(&req->pool, value.len);
+        w.value = compact;
+        w.vlen = json_compact(value, compact);
+    }
+    switch (store_client_write_sh(env->shm, &w, c)) {
+    case STORE_CREATED:
+        http_wake_replicator(env);
+        send_result(env, req, 201, "created", d, c);
+        break;
+    case STORE_REPLACED:
+        http_wake_replicator(env);
+        send_result(env, req, 200, "replaced", d, c);
+        break;
+    case STORE_DELETED:
+        http_wake_replicator(env);
+        send_result(env, req, 200, "deleted", d, c);
+        break;
+    case STORE_NOT_FOUND:
+        http_send_lit(req, 404, E_NO_KEY);
+        break;
+    case STORE_UNSATISFIED:
+        http_send_lit(req, 503, E_UNSATISFIED);
+        break;
+    case STORE_FULL:
+        log_warn("store full: %s of a %zu-byte value refused", w.value ? "PUT" : "DELETE", w.vlen);
+        http_send_lit(req, 507, E_FULL);
+        break;
+    }
+    return 0;
+}
+
+int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen)
+{
+    int is_get = METHOD(req, "GET"), is_put = METHOD(req, "PUT"), is_delete = METHOD(req, "DELETE");
+    char key[KEY_MAX];
+    size_t klen;
+    struct json_body body;
+    struct deps d;
+
+    if (!is_get && !is_put && !is_delete) {
+        http_send_lit(req, 405, E_METHOD);
+        return 0;
+    }
+    if ((klen = percent_decode(rawkey, rawlen, key, KEY_MAX)) > KEY_MAX) {
+        http_send_lit(req, 400, E_TOO_LONG);
+        return 0;
+    }
+    if (req->entity.len > env->cfg->max_body) {
+        http_send_lit(req, 413, E_TOO_LARGE);
+        return 0;
+    }
+    json_scan_body(req->entity.base, req->entity.len, &body);
+    if (is_put) {
+        if (!body.is_object || json_span_is_null(body.value)) {
+            http_send_lit(req, 400, E_NO_VALUE);
+            return 0;
+        }
+    } else if (!body.empty && !body.is_object) {
+        http_send_lit(req, 400, E_NOT_OBJECT);
+        return 0;
+    }
+    if (resolve_deps(env->shm, body.metadata, &d) != 0) {
+        http_send_lit(req, 400, E_BAD_META);
+        return 0;
+    }
+    if (!__atomic_load_n(&env->shm->ready, __ATOMIC_ACQUIRE) || d.unknown || !store_covers(env->shm, d.pair, d.n)) {
+        http_send_lit(req, 503, E_UNSATISFIED);
+        return 0;
+    }
+    if (is_get)
+        return do_get(env, req, key, klen, &d);
+    return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){NULL, 0}, &d);
+}

@@ -1,0 +1,35 @@
+/*
+ * main.c - parse the configuration and hand over to the master.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+
+int main(int argc, char **argv)
+{
+    static struct config cfg;
+    char err[512];
+
+    if (config_load(&cfg, argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kvsd: %s\n", err);
+        return EX_CONFIG_;
+    }
+    if (cfg.show_help) {
+        config_usage(stdout);
+        return 0;
+    }
+    if (cfg.show_version) {
+        printf("kvsd %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (cfg.check_only) {
+        printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n", cfg.address, cfg.nview, cfg.workers,
+               cfg.memory >> 20);
+        return 0;
+    }
+    log_init(cfg.log_level, cfg.log_format, cfg.log_file);
+    return master_main(&cfg);
+}

@@ -1,0 +1,226 @@
+/*
+ * master.c - master_main(): create the store, fork, supervise.
+ *
+ * Modelled on nginx's master cycle.  The shared mapping is created before
+ * any fork so every pointer in it is valid in every child.  Signals are
+ * blocked and taken synchronously with sigtimedwait(), so the loop is a
+ * flat list of checks: a child died (clear its RCU slot, run owner-dead
+ * recovery of the writer lock, respawn it, with a back-off if it keeps
+ * dying), SIGHUP (reopen the log, tell the children), SIGTERM/SIGINT
+ * (tell the children to drain, wait for them, exit 0).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lock.h"
+#include "log.h"
+#include "master.h"
+#include "rcu.h"
+#include "replicator.h"
+#include "shm.h"
+#include "store.h"
+#include "util.h"
+#include "view.h"
+#include "worker.h"
+
+#define STOP_TIMEOUT_MS 10000
+#define CRASH_WINDOW_MS 1000 /* a child dying sooner than this is backed off */
+#define RESPAWN_BACKOFF_MS 500
+
+enum role { ROLE_WORKER, ROLE_REPLICATOR };
+
+struct child {
+    pid_t pid;
+    enum role role;
+    int index; /* worker number */
+    int slot;  /* RCU reader slot */
+    uint64_t started_ms;
+    uint64_t respawn_at_ms; /* 0: running or not due */
+    unsigned restarts;
+};
+
+static struct master {
+    const struct config *cfg;
+    shm_t *shm;
+    struct child child[SHM_MAX_PROCS];
+    int nchild;
+} m;
+
+static void spawn(struct child *c)
+{
+    pid_t pid = fork();
+
+    if (pid == -1) {
+        log_error("fork: %s; retrying", strerror(errno));
+        c->respawn_at_ms = now_ms() + RESPAWN_BACKOFF_MS;
+        return;
+    }
+    if (pid == 0) {
+        if (c->role == ROLE_WORKER)
+            worker_main(m.shm, m.cfg, c->index, c->slot);
+        replicator_main(m.shm, m.cfg, c->slot);
+    }
+    c->pid = pid;
+    c->started_ms = now_ms();
+    c->respawn_at_ms = 0;
+    __atomic_add_fetch(&m.shm->generation, 1, __ATOMIC_RELAXED);
+}
+
+static const char *child_name(const struct child *c, char *buf, size_t len)
+{
+    if (c->role == ROLE_REPLICATOR)
+        return "replicator";
+    snprintf(buf, len, "worker[%d]", c->index);
+    return buf;
+}
+
+/* A child is gone: release what it held, schedule its replacement. */
+static void reap(pid_t pid, int status)
+{
+    char name[32];
+    int i;
+
+    for (i = 0; i < m.nchild; ++i) {
+        struct child *c = &m.child[i];
+        uint64_t now = now_ms();
+
+        if (c->pid != pid)
+            continue;
+        c->pid = 0;
+        rcu_clear_slot_sh(m.shm->rcu, c->slot);
+        /* if it died holding the writer lock, recover the store now
+         * rather than on the next write */
+        lock_acquire_sh(m.shm->lock);
+        lock_release_sh(m.shm->lock);
+        if (WIFSIGNALED(status))
+            log_warn("%s (pid %d) killed by signal %d; restarting", child_name(c, name, sizeof(name)), (int)pid,
+                     WTERMSIG(status));
+        else
+            log_warn("%s (pid %d) exited with status %d; restarting", child_name(c, name, sizeof(name)), (int)pid,
+                     WEXITSTATUS(status));
+        ++c->restarts;
+        c->respawn_at_ms = now - c->started_ms < CRASH_WINDOW_MS ? now + RESPAWN_BACKOFF_MS : now;
+        return;
+    }
+}
+
+static void signal_children(int sig)
+{
+    int i;
+    for (i = 0; i < m.nchild; ++i)
+        if (m.child[i].pid > 0)
+            kill(m.child[i].pid, sig);
+}
+
+static int live_children(void)
+{
+    int i, n = 0;
+    for (i = 0; i < m.nchild; ++i)
+        n += m.child[i].pid > 0;
+    return n;
+}
+
+static void shutdown_children(void)
+{
+    uint64_t deadline = now_ms() + STOP_TIMEOUT_MS;
+    int status;
+    pid_t pid;
+
+    signal_children(SIGTERM);
+    while (live_children() > 0) {
+        if (now_ms() > deadline) {
+            log_warn("children did not stop in %d ms; killing them", STOP_TIMEOUT_MS);
+            signal_children(SIGKILL);
+            deadline = UINT64_MAX;
+        }
+        if ((pid = waitpid(-1, &status, 0)) > 0) {
+            int i;
+            for (i = 0; i < m.nchild; ++i)
+                if (m.child[i].pid == pid)
+                    m.child[i].pid = 0;
+        } else if (errno == ECHILD) {
+            break;
+        }
+    }
+}
+
+static shm_t *create_store(const struct config *cfg)
+{
+    struct shm_params params = {cfg->memory, cfg->rlog_size};
+    shm_t *shm;
+    size_t i;
+
+    if ((shm = shm_create(&params)) == NULL)
+        fatal("cannot create a %zu-byte shared-memory store", cfg->memory);
+    shm->master_pid = getpid();
+    if ((shm->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+        fatal("eventfd");
+    if (store_setup(shm, cfg->address, wallclock_ms()) != 0)
+        fatalx("cannot set up the store");
+    lock_acquire_sh(shm->lock);
+    for (i = 0; i < cfg->nview; ++i)
+        view_add_sh(shm->view, cfg->view[i], strcmp(cfg->view[i], cfg->address) == 0 ? PEER_SELF : PEER_JOINING);
+    lock_release_sh(shm->lock);
+    return shm;
+}
+
+int master_main(const struct config *cfg)
+{
+    sigset_t set;
+    siginfo_t info;
+    struct timespec tick = {0, 100 * 1000 * 1000};
+    char err[256];
+    int i, fd, status, sig;
+    pid_t pid;
+
+    log_set_role("master", -1);
+    /* fail fast, before forking, if the address cannot be served */
+    if ((fd = listen_socket(cfg->listen, err, sizeof(err))) == -1)
+        fatalx("%s", err);
+    close(fd);
+
+    m.cfg = cfg;
+    m.shm = create_store(cfg);
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (i = 0; i < cfg->workers; ++i)
+        m.child[m.nchild++] = (struct child){0, ROLE_WORKER, i, i, 0, 0, 0};
+    m.child[m.nchild++] = (struct child){0, ROLE_REPLICATOR, 0, cfg->workers, 0, 0, 0};
+    for (i = 0; i < m.nchild; ++i)
+        spawn(&m.child[i]);
+    log_info("kvsd %s serving %s (listening on %s) with %d workers, %zu MiB store, view of %zu", PACKAGE_VERSION,
+             cfg->address, cfg->listen, cfg->workers, cfg->memory >> 20, cfg->nview);
+
+    for (;;) {
+        sig = sigtimedwait(&set, &info, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("received %s; draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            shutdown_children();
+            log_info("stopped");
+            return 0;
+        }
+        if (sig == SIGHUP) {
+            log_reopen();
+            signal_children(SIGHUP);
+            log_info("SIGHUP: log reopened");
+        }
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+            reap(pid, status);
+        for (i = 0; i < m.nchild; ++i)
+            if (m.child[i].pid == 0 && m.child[i].respawn_at_ms != 0 && now_ms() >= m.child[i].respawn_at_ms)
+                spawn(&m.child[i]);
+    }
+}

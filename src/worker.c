@@ -1,0 +1,166 @@
+/*
+ * worker.c - worker_main(): the serving process.
+ *
+ * Everything of libh2o (globalconf, context, event loop, listener) is
+ * created here, after fork.  Each worker has its own SO_REUSEPORT
+ * listening socket on the replica's address, so the kernel spreads
+ * connections evenly across workers.  Signal handlers only set flags; the
+ * loop wakes at least every 100 ms to act on them.  On SIGTERM the worker
+ * closes its listener, lets in-flight requests finish (bounded), and
+ * exits 0.  It exits too when the master goes away.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <h2o.h>
+
+#include "http.h"
+#include "log.h"
+#include "rcu.h"
+#include "util.h"
+#include "worker.h"
+
+#define DRAIN_MS 2000
+
+static volatile sig_atomic_t got_term, got_hup;
+
+static struct worker {
+    h2o_globalconf_t gconf;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    struct http_env env;
+} w;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        got_hup = 1;
+    else
+        got_term = 1;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    h2o_socket_t *sock;
+    int i;
+
+    if (err != NULL)
+        return;
+    /* accept a few at a time so one busy listener cannot starve the loop */
+    for (i = 0; i < 16 && (sock = h2o_evloop_socket_accept(listener)) != NULL; ++i)
+        h2o_accept(&w.accept_ctx, sock);
+}
+
+int listen_socket(const char *addr, char *err, size_t errlen)
+{
+    struct sockaddr_in sin;
+    char host[ADDR_MAX];
+    const char *colon = strrchr(addr, ':');
+    int fd, on = 1;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    inet_pton(AF_INET, host, &sin.sin_addr);
+    sin.sin_port = htons((uint16_t)atoi(colon + 1));
+    if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+        goto fail;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0)
+        goto fail;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(fd, SOMAXCONN) != 0)
+        goto fail;
+    return fd;
+fail:
+    snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+    if (fd != -1)
+        close(fd);
+    return -1;
+}
+
+static void setup_signals(void)
+{
+    struct sigaction sa;
+    sigset_t all;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
+{
+    char name[16], err[256];
+    h2o_hostconf_t *hostconf;
+    uint64_t deadline;
+    int fd;
+
+    snprintf(name, sizeof(name), "kvsd-worker-%d", index);
+    set_proc_name(name);
+    log_set_role("worker", index);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    setup_signals();
+    if (getppid() != shm->master_pid)
+        exit(0);
+    rcu_register_sh(shm->rcu, slot, getpid());
+
+    w.env.shm = shm;
+    w.env.cfg = cfg;
+    w.env.slot = slot;
+    h2o_config_init(&w.gconf);
+    /* client bodies are limited to --max-body in the handler; the larger
+     * transport limit leaves room for peers' replication batches */
+    w.gconf.max_request_entity_size = cfg->max_body * 2 + 65536;
+    w.gconf.http1.req_timeout = cfg->request_timeout_ms;
+    w.gconf.server_name = h2o_iovec_init(H2O_STRLIT("kvsd"));
+    hostconf = h2o_config_register_host(&w.gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    http_register(&w.gconf, hostconf, &w.env);
+    h2o_context_init(&w.ctx, h2o_evloop_create(), &w.gconf);
+    w.accept_ctx.ctx = &w.ctx;
+    w.accept_ctx.hosts = w.gconf.hosts;
+
+    if ((fd = listen_socket(cfg->listen, err, sizeof(err))) == -1)
+        fatalx("%s", err);
+    w.listener = h2o_evloop_socket_create(w.ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(w.listener, on_accept);
+    log_debug("serving on %s", cfg->listen);
+
+    while (!got_term) {
+        h2o_evloop_run(w.ctx.loop, 100);
+        if (got_hup) {
+            got_hup = 0;
+            log_reopen();
+        }
+        if (getppid() != shm->master_pid)
+            break;
+    }
+
+    /* drain: stop accepting, let in-flight requests and their responses
+     * finish, close idle keep-alive connections */
+    h2o_socket_read_stop(w.listener);
+    h2o_socket_close(w.listener);
+    h2o_context_request_shutdown(&w.ctx);
+    deadline = now_ms() + DRAIN_MS;
+    while (now_ms() < deadline && !h2o_linklist_is_empty(&w.ctx.http1._conns))
+        h2o_evloop_run(w.ctx.loop, 10);
+    log_debug("exiting");
+    exit(0);
+}
