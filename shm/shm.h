@@ -55,6 +55,11 @@ typedef struct shm {
      * has joined and installed its snapshot (/ready, kvs requests). */
     uint32_t ready;
     uint32_t repl_sleeping; /* replicator is waiting on wake_fd */
+    /* A peer told us our clock is behind its log: pull a snapshot from
+     * it.  Written under the writer lock by workers, cleared by the
+     * replicator. */
+    uint32_t snapshot_req;
+    char snapshot_from[24];
 
     struct lock_sh *lock;
     struct rcu_sh *rcu;

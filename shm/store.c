@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "arena.h"
 #include "lock.h"
@@ -275,3 +276,74 @@ size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_
 }
 
 int store_covers(shm_t *shm, const struct vc_pair *m, size_t n) { return clock_covers(shm->clock, m, n); }
+
+int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids)
+{
+    struct timespec ts;
+    uint64_t now;
+    size_t i;
+    int r = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    for (i = 0; i < n; ++i)
+        if ((ids[i] = clock_find(shm->clock, addr[i], stamp[i])) < 0)
+            break;
+    if (i == n)
+        return 0; /* all known: no lock needed */
+    lock_acquire_sh(shm->lock);
+    for (; i < n; ++i)
+        if ((ids[i] = clock_find(shm->clock, addr[i], stamp[i])) < 0 &&
+            (ids[i] = clock_intern_sh(shm->clock, addr[i], stamp[i], now)) < 0)
+            r = -1;
+    lock_release_sh(shm->lock);
+    return r;
+}
+
+/* Writer lock held: publish one transferred entry if it is newer. */
+static int install_entry(shm_t *shm, const struct store_entry_in *in)
+{
+    const struct entry *cur = current(shm, in->key, in->klen);
+    struct entry *e, *old = NULL;
+
+    if (cur != NULL && !newer(shm->clock, in->lamport, in->origin, cur->lamport, cur->origin))
+        return 0;
+    if ((e = table_entry_new_sh(shm->arena, in->key, in->klen, in->tombstone ? 0 : in->vlen)) == NULL)
+        return -1;
+    e->lamport = in->lamport;
+    e->seq = in->seq;
+    e->origin = (uint16_t)in->origin;
+    e->flags = in->tombstone ? ENTRY_TOMBSTONE : 0;
+    e->vlen = in->tombstone ? 0 : (uint32_t)in->vlen;
+    memcpy((char *)entry_value(e), in->value, e->vlen);
+    if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0) {
+        arena_free_sh(shm->arena, e);
+        return -1;
+    }
+    count(shm, old, e);
+    if (old != NULL)
+        rcu_retire_sh(shm->rcu, &old->rcu);
+    clock_lamport_observe_sh(shm->clock, in->lamport);
+    return 0;
+}
+
+int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc)
+{
+    size_t i;
+    uint32_t id;
+    int r = 0;
+
+    lock_acquire_sh(shm->lock);
+    rcu_reclaim_sh(shm->rcu, shm->arena);
+    for (i = 0; i < n && r == 0; ++i)
+        r = install_entry(shm, &entries[i]);
+    if (r == 0) {
+        /* entries first, clock after: a reader who sees the clock sees
+         * every entry it covers */
+        for (id = 0; id < ninc; ++id)
+            clock_advance_sh(shm->clock, id, clock[id]);
+        rlog_mark_installed_sh(shm->rlog, clock, ninc);
+    }
+    lock_release_sh(shm->lock);
+    return r;
+}

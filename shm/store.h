@@ -79,4 +79,27 @@ void store_recover_sh(void *shm);
 /* Lock-free: 1 if the client's dependencies are applied here. */
 int store_covers(shm_t *shm, const struct vc_pair *m, size_t n);
 
+/* Intern incarnations (writer lock taken inside): ids[i] gets the local
+ * id of (addr[i], stamp[i]), or -1 if the table is full.  Returns 0, or -1
+ * if any could not be interned. */
+int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids);
+
+/* One entry of a state transfer, ids already local. */
+struct store_entry_in {
+    uint32_t origin;
+    uint64_t seq;
+    uint64_t lamport;
+    int tombstone;
+    const char *key;
+    size_t klen;
+    const char *value;
+    size_t vlen;
+};
+
+/* Install a state transfer: entries merge by last-writer-wins, the clock
+ * becomes the component-wise max, and the log's tail clock records that
+ * these writes cannot be shipped from our log.  clock[] is indexed by
+ * local id (ninc entries).  Returns 0, or -1 if the store filled up. */
+int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc);
+
 #endif

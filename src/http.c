@@ -59,6 +59,11 @@ static const char *reason(int status)
 
 void http_send(h2o_req_t *req, int status, const char *body, size_t len)
 {
+    http_send_type(req, status, "application/json", body, len);
+}
+
+void http_send_type(h2o_req_t *req, int status, const char *type, const char *body, size_t len)
+{
     static h2o_generator_t generator = {NULL, NULL};
     h2o_iovec_t buf = h2o_iovec_init(body, len);
 
@@ -67,7 +72,7 @@ void http_send(h2o_req_t *req, int status, const char *body, size_t len)
     req->res.status = status;
     req->res.reason = reason(status);
     req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
     h2o_start_response(req, &generator);
     if (METHOD(req, "HEAD"))
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -89,6 +94,9 @@ void http_wake_replicator(struct http_env *env)
 {
     uint64_t one = 1;
 
+    /* pairs with the replicator's fence between setting repl_sleeping and
+     * its last look at the log head */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__atomic_load_n(&env->shm->repl_sleeping, __ATOMIC_ACQUIRE) && env->shm->wake_fd >= 0)
         (void)!write(env->shm->wake_fd, &one, sizeof(one));
 }

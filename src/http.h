@@ -25,6 +25,7 @@ void http_register(h2o_globalconf_t *gconf, h2o_hostconf_t *hostconf, struct htt
 /* Send body (owned by req->pool or static) with Content-Type
  * application/json and Content-Length. */
 void http_send(h2o_req_t *req, int status, const char *body, size_t len);
+void http_send_type(h2o_req_t *req, int status, const char *type, const char *body, size_t len);
 #define http_send_lit(req, status, lit) http_send((req), (status), (lit), sizeof(lit) - 1)
 void http_send_error(h2o_req_t *req, int status, const char *message); /* {"error": "message"} */
 

@@ -48,8 +48,7 @@ static int metrics(struct http_env *env, h2o_req_t *req)
                               peer_state_name((int)m->state));
     }
 #undef METRIC
-    req->res.status = 200;
-    http_send(req, 200, body, n);
+    http_send_type(req, 200, "text/plain; version=0.0.4", body, n);
     return 0;
 }
 

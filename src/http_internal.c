@@ -1,16 +1,214 @@
 /*
- * http_internal.c - /internal/: the peer-ingest API served by workers.
+ * http_internal.c - /internal/: the peer-ingest API, served by workers.
+ *
+ *   GET  /internal/ping       -> KVC1 clock (probes)
+ *   POST /internal/replicate  KVB1 batch -> KVC1 clock (shipping, heartbeats)
+ *   GET  /internal/snapshot   -> KVS1 every entry and the clock (joins)
+ *
+ * With --cluster-key set, a request without the key in X-Kvsd-Cluster-Key
+ * gets 401 and changes nothing.  A malformed batch gets 400 and changes
+ * nothing: it is fully decoded and validated before anything is applied.
  */
 #include <string.h>
 
 #include "http.h"
+#include "lock.h"
+#include "log.h"
+#include "rcu.h"
+#include "store.h"
+#include "table.h"
+#include "util.h"
+#include "wire.h"
+
+#define OCTETS "application/octet-stream"
+
+static void self_inc(shm_t *shm, struct wire_inc *from)
+{
+    const struct incarnation *inc = &shm->clock->inc[shm->clock->self];
+    memcpy(from->addr, inc->addr, ADDR_MAX);
+    from->stamp = inc->stamp;
+}
+
+/* Constant-time comparison, so the key cannot be guessed byte by byte. */
+static int key_matches(const char *want, const char *got, size_t gotlen)
+{
+    size_t i, n = strlen(want);
+    unsigned char diff = gotlen != n;
+
+    for (i = 0; i < n; ++i)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gotlen ? got[i] : 0);
+    return diff == 0;
+}
+
+static int authorized(struct http_env *env, h2o_req_t *req)
+{
+    static const h2o_iovec_t name = {H2O_STRLIT("x-kvsd-cluster-key")};
+    ssize_t i;
+
+    if (env->cfg->cluster_key[0] == '\0')
+        return 1;
+    i = h2o_find_header_by_str(&req->headers, name.base, name.len, -1);
+    return i >= 0 && key_matches(env->cfg->cluster_key, req->headers.entries[i].value.base,
+                                 req->headers.entries[i].value.len);
+}
+
+static void send_buf(h2o_req_t *req, int status, struct buf *b)
+{
+    char *body = h2o_mem_alloc_pool(&req->pool, b->len ? b->len : 1);
+    memcpy(body, b->p, b->len);
+    http_send_type(req, status, OCTETS, body, b->len);
+    buf_free(b);
+}
+
+/* Our applied clock, as a KVC1 message. */
+static void send_clock(struct http_env *env, h2o_req_t *req)
+{
+    shm_t *shm = env->shm;
+    uint64_t c[CLOCK_MAX];
+    uint32_t ninc = clock_snapshot(shm->clock, c), id;
+    struct wire_enc e;
+    struct wire_inc from;
+    struct buf out = {0};
+
+    wire_enc_init(&e);
+    for (id = 0; id < ninc; ++id)
+        if (c[id] != 0)
+            wire_enc_count(&e, shm->clock, id, c[id], 0, 0);
+    self_inc(shm, &from);
+    wire_enc_finish(&e, "KVC1", &from, __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE) ? WIRE_READY : 0, &out);
+    wire_enc_free(&e);
+    send_buf(req, 200, &out);
+}
+
+/* Map the message's incarnation indexes to local ids, in place. */
+static int localize(shm_t *shm, struct wire_msg *msg, int32_t *ids)
+{
+    char(*addr)[ADDR_MAX] = xmalloc(sizeof(*addr) * (msg->ninc + 1));
+    uint64_t *stamp = xmalloc(sizeof(*stamp) * (msg->ninc + 1));
+    uint32_t i, j;
+    int r;
+
+    for (i = 0; i < msg->ninc; ++i) {
+        memcpy(addr[i], msg->inc[i].addr, ADDR_MAX);
+        stamp[i] = msg->inc[i].stamp;
+    }
+    memcpy(addr[msg->ninc], msg->from.addr, ADDR_MAX);
+    stamp[msg->ninc] = msg->from.stamp;
+    r = store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, stamp, msg->ninc + 1, ids);
+    free(addr);
+    free(stamp);
+    if (r != 0)
+        return -1;
+    for (i = 0; i < msg->nrec; ++i) {
+        struct vc_pair *deps = (struct vc_pair *)msg->rec[i].deps;
+        msg->rec[i].origin = (uint32_t)ids[msg->rec[i].origin];
+        for (j = 0; j < msg->rec[i].ndeps; ++j)
+            deps[j].id = (uint32_t)ids[deps[j].id];
+    }
+    for (i = 0; i < msg->ncount; ++i)
+        msg->count[i].inc = (uint32_t)ids[msg->count[i].inc];
+    return 0;
+}
+
+static int replicate(struct http_env *env, h2o_req_t *req)
+{
+    shm_t *shm = env->shm;
+    struct wire_msg msg;
+    int32_t ids[CLOCK_MAX + 1];
+    uint8_t *result;
+    size_t applied;
+
+    if (wire_decode(req->entity.base, req->entity.len, &msg) != 0 || memcmp(msg.magic, "KVB1", 4) != 0) {
+        if (msg.inc != NULL)
+            wire_msg_free(&msg);
+        log_warn("rejected a malformed replication batch (%zu bytes)", req->entity.len);
+        http_send_lit(req, 400, "{\"error\": \"Malformed batch\"}");
+        return 0;
+    }
+    if (localize(shm, &msg, ids) != 0) {
+        wire_msg_free(&msg);
+        http_send_lit(req, 507, "{\"error\": \"Too many incarnations\"}");
+        return 0;
+    }
+    result = xmalloc(msg.nrec + 1);
+    applied = store_apply_records_sh(shm, msg.rec, msg.nrec, result);
+    if (applied != 0)
+        http_wake_replicator(env);
+    if (msg.flags & WIRE_SNAPSHOT_NEEDED) {
+        lock_acquire_sh(shm->lock);
+        memcpy(shm->snapshot_from, msg.from.addr, ADDR_MAX);
+        __atomic_store_n(&shm->snapshot_req, 1, __ATOMIC_RELEASE);
+        lock_release_sh(shm->lock);
+        log_info("peer=%s says our clock is behind its log; requesting a snapshot", msg.from.addr);
+        http_wake_replicator(env);
+    }
+    free(result);
+    wire_msg_free(&msg);
+    send_clock(env, req);
+    return 0;
+}
+
+struct snap_ctx {
+    shm_t *shm;
+    struct wire_enc *enc;
+};
+
+static int snap_entry(const struct entry *e, void *arg)
+{
+    struct snap_ctx *ctx = arg;
+    wire_enc_record(ctx->enc, ctx->shm->clock, e->origin, e->seq, e->lamport, (e->flags & ENTRY_TOMBSTONE) != 0,
+                    entry_key(e), e->klen, entry_value(e), e->vlen, NULL, 0);
+    return 0;
+}
+
+/* A consistent cut: entries and clock copied under the writer lock. */
+static int snapshot(struct http_env *env, h2o_req_t *req)
+{
+    shm_t *shm = env->shm;
+    struct wire_enc e;
+    struct snap_ctx ctx = {shm, &e};
+    struct wire_inc from;
+    struct buf out = {0};
+    uint32_t id, ninc;
+
+    if (!__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE)) {
+        http_send_lit(req, 503, "{\"error\": \"Not ready\"}");
+        return 0;
+    }
+    wire_enc_init(&e);
+    lock_acquire_sh(shm->lock);
+    table_foreach_sh(shm->table, snap_entry, &ctx);
+    ninc = shm->clock->ninc;
+    for (id = 0; id < ninc; ++id) {
+        const struct incarnation *inc = &shm->clock->inc[id];
+        if (shm->clock->applied[id] != 0 || (inc->flags & INC_FINAL))
+            wire_enc_count(&e, shm->clock, id, shm->clock->applied[id], inc->flags, inc->final_seq);
+    }
+    lock_release_sh(shm->lock);
+    self_inc(shm, &from);
+    wire_enc_finish(&e, "KVS1", &from, 0, &out);
+    log_info("serving a snapshot of %u entries (%zu bytes)", e.nrec, out.len);
+    wire_enc_free(&e);
+    send_buf(req, 200, &out);
+    return 0;
+}
 
 int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t len)
 {
-    if (len == 14 && memcmp(path, "/internal/ping", 14) == 0) {
-        http_send_lit(req, 200, "{}");
+#define IS(lit) (len == sizeof(lit) - 1 && memcmp(path, lit, len) == 0)
+    if (!authorized(env, req)) {
+        http_send_lit(req, 401, "{\"error\": \"Unauthorized\"}");
         return 0;
     }
+    if (IS("/internal/ping") && METHOD(req, "GET")) {
+        send_clock(env, req);
+        return 0;
+    }
+    if (IS("/internal/replicate") && METHOD(req, "POST"))
+        return replicate(env, req);
+    if (IS("/internal/snapshot") && METHOD(req, "GET"))
+        return snapshot(env, req);
+#undef IS
     http_send_lit(req, 404, "{\"error\": \"Not found\"}");
     return 0;
 }
