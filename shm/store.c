@@ -43,6 +43,13 @@ struct store_state {
     struct store_intent intent;
 };
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static struct store_state *state_of(shm_t *shm) { return shm->lock->recover_arg; }
 
 int store_setup(shm_t *shm, const char *self_addr, uint64_t stamp)
@@ -122,6 +129,7 @@ static int finish_intent(shm_t *shm, struct store_intent *in)
         hdr.flags = (e->flags & ENTRY_TOMBSTONE) ? RLOG_TOMBSTONE : 0;
         hdr.klen = e->klen;
         hdr.vlen = e->vlen;
+        hdr.pad = (uint32_t)mono_ms(); /* append time: the replicator's relay delay */
         /* cannot fail: write_locked() checked the record fits the ring */
         rlog_append_sh(shm->rlog, &hdr, in->deps, entry_key(e), entry_value(e), NULL);
     }
@@ -279,13 +287,10 @@ int store_covers(shm_t *shm, const struct vc_pair *m, size_t n) { return clock_c
 
 int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids)
 {
-    struct timespec ts;
-    uint64_t now;
+    uint64_t now = mono_ms();
     size_t i;
     int r = 0;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     for (i = 0; i < n; ++i)
         if ((ids[i] = clock_find(shm->clock, addr[i], stamp[i])) < 0)
             break;

@@ -1,5 +1,14 @@
 /*
- * replicator.c - replicator_main() (in progress: single-replica duties).
+ * replicator.c - replicator_main(): the process that talks to peers.
+ *
+ * One libh2o event loop, no threads.  It wakes on a 100 ms tick and
+ * whenever a writer pokes the eventfd in shm (a new log record, a view
+ * change, a snapshot request).  The tick, like Redis's
+ * replicationCron(), is a flat list of guarded checks; per-peer work is
+ * in peer.c.  Joining: at startup a replica announces itself (PUT /view
+ * to every address in VIEW), pings its peers, pulls a snapshot from the
+ * first one that answers ready, installs it, and only then reports ready;
+ * if no peer is up it is the first of its cluster and is ready at once.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -7,19 +16,311 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "log.h"
 #include "rcu.h"
 #include "replicator.h"
+#include "rlog.h"
+#include "store.h"
 #include "util.h"
+
+#define TICK_MS 100
+#define SNAPSHOT_TIMEOUT_MS 60000
 
 static volatile sig_atomic_t got_term;
 
 static void on_signal(int sig) { got_term = 1; }
 
+static struct replicator rep;
+
+/* --- snapshots ---------------------------------------------------------------- */
+
+static void set_ready(struct replicator *r, const char *how)
+{
+    if (!__atomic_load_n(&r->shm->ready, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&r->shm->ready, 1, __ATOMIC_RELEASE);
+        log_info("ready: %s", how);
+    }
+    r->join_phase = 2;
+}
+
+static int install_snapshot(struct replicator *r, const char *body, size_t len, const char *from)
+{
+    struct wire_msg msg;
+    int32_t ids[CLOCK_MAX + 1];
+    uint64_t clock[CLOCK_MAX];
+    struct store_entry_in *in;
+    uint32_t i, ninc = 0;
+    int rc;
+
+    if (wire_decode(body, len, &msg) != 0 || memcmp(msg.magic, "KVS1", 4) != 0) {
+        if (msg.inc != NULL)
+            wire_msg_free(&msg);
+        log_warn("peer=%s sent a malformed snapshot", from);
+        return -1;
+    }
+    if (wire_localize(r->shm, &msg, ids) != 0) {
+        wire_msg_free(&msg);
+        return -1;
+    }
+    in = xmalloc(sizeof(*in) * (msg.nrec + 1));
+    for (i = 0; i < msg.nrec; ++i) {
+        const struct store_record *rec = &msg.rec[i];
+        in[i] = (struct store_entry_in){rec->origin, rec->seq, rec->lamport, rec->tombstone,
+                                        rec->key,    rec->klen, rec->value,  rec->vlen};
+    }
+    memset(clock, 0, sizeof(clock));
+    for (i = 0; i < msg.ncount; ++i) {
+        clock[msg.count[i].inc] = msg.count[i].n;
+        if (msg.count[i].inc + 1 > ninc)
+            ninc = msg.count[i].inc + 1;
+    }
+    rc = store_install_sh(r->shm, in, msg.nrec, clock, ninc);
+    if (rc == 0) {
+        /* adopt retirements the peer has already settled */
+        lock_acquire_sh(r->shm->lock);
+        for (i = 0; i < msg.ncount; ++i) {
+            struct incarnation *inc = &r->shm->clock->inc[msg.count[i].inc];
+            if ((msg.count[i].flags & INC_FINAL) && !(inc->flags & INC_FINAL)) {
+                inc->final_seq = msg.count[i].final_seq;
+                __atomic_store_n(&inc->flags, inc->flags | INC_RETIRED | INC_FINAL, __ATOMIC_RELEASE);
+            }
+        }
+        lock_release_sh(r->shm->lock);
+        log_info("installed a snapshot of %u entries from peer=%s", msg.nrec, from);
+    } else {
+        log_error("snapshot from peer=%s does not fit in the store", from);
+    }
+    free(in);
+    wire_msg_free(&msg);
+    return rc;
+}
+
+static void pull_next(struct replicator *r);
+
+static void on_snapshot(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct replicator *r = arg;
+    struct peer *p = &r->peer[r->join_candidate[0]];
+
+    r->snap_busy = 0;
+    if (status == 200 && install_snapshot(r, body, len, p->addr) == 0) {
+        set_ready(r, "caught up by state transfer");
+        return;
+    }
+    log_warn("peer=%s: snapshot failed: %s", p->addr, status ? "bad answer" : err);
+    memmove(&r->join_candidate[0], &r->join_candidate[1], sizeof(int) * (size_t)--r->ncandidates);
+    pull_next(r);
+}
+
+static void pull_next(struct replicator *r)
+{
+    struct peer *p;
+
+    if (r->ncandidates == 0) {
+        set_ready(r, "no peer could give a snapshot; serving what we have");
+        return;
+    }
+    p = &r->peer[r->join_candidate[0]];
+    if (r->snap_conn[p->row] == NULL)
+        r->snap_conn[p->row] = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
+    log_info("pulling a snapshot from peer=%s", p->addr);
+    if (httpc_request(r->snap_conn[p->row], "GET", "/internal/snapshot", r->extra_headers, NULL, 0, SNAPSHOT_TIMEOUT_MS,
+                      on_snapshot, r) == 0)
+        r->snap_busy = 1;
+}
+
+/* --- joining ------------------------------------------------------------------ */
+
+static void on_join_ping(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct peer *p = arg;
+    struct replicator *r = p->r;
+    uint32_t flags = 0;
+
+    p->inflight = 0;
+    if (r->join_phase != 0)
+        return;
+    --r->join_pending;
+    if (status == 200 && peer_learn_clock(r, p, body, len, &flags) == 0) {
+        p->ever_answered = 1;
+        if (flags & WIRE_READY)
+            r->join_candidate[r->ncandidates++] = p->row;
+    }
+    if (r->join_pending == 0) {
+        r->join_phase = 1;
+        pull_next(r);
+    }
+}
+
+static void join_start(struct replicator *r)
+{
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i) {
+        struct peer *p = &r->peer[i];
+        if (p->row < 0 || p->state == PEER_SELF)
+            continue;
+        ++r->join_pending;
+        peer_ping(r, p, on_join_ping);
+    }
+    if (r->join_pending == 0) {
+        set_ready(r, "alone in the view");
+        return;
+    }
+    broadcast_view(r, 1, r->cfg->address, NULL);
+}
+
+/* --- view changes made by workers ------------------------------------------- */
+
+static void sync_view(struct replicator *r)
+{
+    struct view_sh *view = r->shm->view;
+    uint64_t version = __atomic_load_n(&view->version, __ATOMIC_ACQUIRE);
+    uint32_t i, n = __atomic_load_n(&view->n, __ATOMIC_ACQUIRE);
+
+    if (version == r->view_version)
+        return;
+    r->view_version = version;
+    for (i = 0; i < n && i < VIEW_MAX; ++i) {
+        struct peer *p = &r->peer[i];
+        int in_view = __atomic_load_n(&view->m[i].in_view, __ATOMIC_ACQUIRE) != 0;
+
+        if (!view->m[i].used)
+            continue;
+        if (p->row < 0) {
+            peer_init(r, p, (int)i);
+            if (p->state != PEER_SELF)
+                log_info("peer=%s added to the view", p->addr);
+            continue;
+        }
+        if (p->state == PEER_SELF)
+            continue;
+        if (in_view && (p->state == PEER_EVICTED || p->state == PEER_PROBING)) {
+            log_info("peer=%s re-added to the view", p->addr);
+            peer_readmitted(r, p);
+        } else if (!in_view && p->state != PEER_EVICTED && p->state != PEER_PROBING) {
+            peer_removed(r, p);
+        }
+    }
+}
+
+/* --- retired incarnations --------------------------------------------------- */
+
+/* A restarted replica's old incarnation is settled once every view
+ * member has reported its clock since the restart was seen and we hold
+ * at least what any of them holds of it: writes past that are lost. */
+static void settle_retired(struct replicator *r)
+{
+    struct clock_sh *clock = r->shm->clock;
+    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    int i;
+
+    for (id = 0; id < ninc; ++id) {
+        struct incarnation *inc = &clock->inc[id];
+        int settled = 1;
+
+        if ((inc->flags & (INC_RETIRED | INC_FINAL)) != INC_RETIRED)
+            continue;
+        for (i = 0; i < VIEW_MAX && settled; ++i) {
+            const struct peer *p = &r->peer[i];
+            const struct view_member *m;
+            if (p->row < 0 || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
+                continue;
+            m = &r->shm->view->m[p->row];
+            if (m->acked_at_ms <= inc->retired_at_ms || m->acked[id] > clock_applied(clock, id))
+                settled = 0;
+        }
+        if (!settled)
+            continue;
+        lock_acquire_sh(r->shm->lock);
+        inc->final_seq = clock->applied[id];
+        __atomic_store_n(&inc->flags, inc->flags | INC_FINAL, __ATOMIC_RELEASE);
+        lock_release_sh(r->shm->lock);
+        log_info("incarnation %s/%llu retired at seq %llu; later writes of it are lost", inc->addr,
+                 (unsigned long long)inc->stamp, (unsigned long long)inc->final_seq);
+    }
+}
+
+/* --- the loop ------------------------------------------------------------------ */
+
+static void tick(struct replicator *r)
+{
+    uint64_t now = now_ms();
+    int i;
+
+    /* membership changed through /view? */
+    sync_view(r);
+    /* a peer said our clock is behind its log: pull a snapshot */
+    if (r->join_phase == 2 && !r->snap_busy && __atomic_load_n(&r->shm->snapshot_req, __ATOMIC_ACQUIRE)) {
+        int row = view_find(r->shm->view, r->shm->snapshot_from);
+        __atomic_store_n(&r->shm->snapshot_req, 0, __ATOMIC_RELEASE);
+        if (row >= 0 && r->peer[row].row >= 0) {
+            r->join_candidate[0] = row;
+            r->ncandidates = 1;
+            pull_next(r);
+        }
+    }
+    /* every peer's state machine */
+    for (i = 0; i < VIEW_MAX; ++i)
+        if (r->peer[i].row >= 0)
+            peer_tick(r, &r->peer[i], now);
+    /* retired incarnations everyone has reported on? */
+    settle_retired(r);
+}
+
+/* New log records: ship to every idle active peer at once. */
+static void ship_all(struct replicator *r)
+{
+    uint64_t now = now_ms();
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i) {
+        struct peer *p = &r->peer[i];
+        if (p->row >= 0 && p->state == PEER_ACTIVE && p->clock_known && !p->inflight && now >= p->retry_at_ms)
+            peer_ship(r, p, now);
+    }
+}
+
+static void on_wake(h2o_socket_t *sock, const char *err)
+{
+    if (err != NULL)
+        return;
+    h2o_buffer_consume(&sock->input, sock->input->size);
+}
+
+static void setup(struct replicator *r, shm_t *shm, const struct config *cfg, int slot)
+{
+    const char *colon = strrchr(cfg->address, ':');
+    int i, fd;
+
+    memset(r, 0, sizeof(*r));
+    r->shm = shm;
+    r->cfg = cfg;
+    r->loop = h2o_evloop_create();
+    r->started_ms = now_ms();
+    snprintf(r->self_ip, sizeof(r->self_ip), "%.*s", (int)(colon - cfg->address), cfg->address);
+    if (cfg->cluster_key[0] != '\0')
+        snprintf(r->extra_headers, sizeof(r->extra_headers), "X-Kvsd-Cluster-Key: %s\r\n", cfg->cluster_key);
+    r->rcap = 64 * 1024;
+    r->rbuf = xmalloc(r->rcap);
+    for (i = 0; i < VIEW_MAX; ++i)
+        r->peer[i].row = -1;
+    if ((fd = dup(shm->wake_fd)) == -1)
+        fatal("dup");
+    r->wake = h2o_evloop_socket_create(r->loop, fd, 0);
+    h2o_socket_read_start(r->wake, on_wake);
+    r->view_version = (uint64_t)-1;
+    sync_view(r);
+    r->log_seen = rlog_head(shm->rlog);
+}
+
 void replicator_main(shm_t *shm, const struct config *cfg, int slot)
 {
+    struct replicator *r = &rep;
     struct sigaction sa;
     sigset_t none;
+    uint64_t next_tick;
 
     set_proc_name("kvsd-replicator");
     log_set_role("replicator", -1);
@@ -28,13 +329,47 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (getppid() != shm->master_pid)
         exit(0);
     rcu_register_sh(shm->rcu, slot, getpid());
-    __atomic_store_n(&shm->ready, 1, __ATOMIC_RELEASE);
-    while (!got_term && getppid() == shm->master_pid)
-        usleep(100 * 1000);
+
+    setup(r, shm, cfg, slot);
+    if (__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE))
+        r->join_phase = 2; /* restarted by the master: already joined */
+    else
+        join_start(r);
+
+    next_tick = now_ms() + TICK_MS;
+    while (!got_term && getppid() == shm->master_pid) {
+        uint64_t now = now_ms(), head;
+        int32_t wait = now >= next_tick ? 0 : (int32_t)(next_tick - now);
+
+        /* sleep only if no record arrived since we last looked; writers
+         * poke the eventfd only while repl_sleeping is set */
+        __atomic_store_n(&shm->repl_sleeping, 1, __ATOMIC_RELEASE);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (rlog_head(shm->rlog) != r->log_seen || __atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) !=
+                                                       r->view_version)
+            wait = 0;
+        h2o_evloop_run(r->loop, wait);
+        __atomic_store_n(&shm->repl_sleeping, 0, __ATOMIC_RELEASE);
+
+        if ((head = rlog_head(shm->rlog)) != r->log_seen) {
+            r->log_seen = head;
+            ship_all(r);
+        }
+        if (__atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
+            sync_view(r);
+        if (now_ms() >= next_tick) {
+            tick(r);
+            next_tick = now_ms() + TICK_MS;
+        }
+    }
+    log_debug("exiting");
     exit(0);
 }

@@ -286,3 +286,34 @@ void wire_msg_free(struct wire_msg *msg)
     msg->deps = NULL;
     msg->count = NULL;
 }
+
+/* Map the message's incarnation indexes to local ids, in place. */
+int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids)
+{
+    char(*addr)[ADDR_MAX] = xmalloc(sizeof(*addr) * (msg->ninc + 1));
+    uint64_t *stamp = xmalloc(sizeof(*stamp) * (msg->ninc + 1));
+    uint32_t i, j;
+    int r;
+
+    for (i = 0; i < msg->ninc; ++i) {
+        memcpy(addr[i], msg->inc[i].addr, ADDR_MAX);
+        stamp[i] = msg->inc[i].stamp;
+    }
+    memcpy(addr[msg->ninc], msg->from.addr, ADDR_MAX);
+    stamp[msg->ninc] = msg->from.stamp;
+    r = store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, stamp, msg->ninc + 1, ids);
+    free(addr);
+    free(stamp);
+    if (r != 0)
+        return -1;
+    for (i = 0; i < msg->nrec; ++i) {
+        struct vc_pair *deps = (struct vc_pair *)msg->rec[i].deps;
+        msg->rec[i].origin = (uint32_t)ids[msg->rec[i].origin];
+        for (j = 0; j < msg->rec[i].ndeps; ++j)
+            deps[j].id = (uint32_t)ids[deps[j].id];
+    }
+    for (i = 0; i < msg->ncount; ++i)
+        msg->count[i].inc = (uint32_t)ids[msg->count[i].inc];
+    return 0;
+}
+

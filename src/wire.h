@@ -88,6 +88,11 @@ struct wire_msg {
 };
 
 int wire_decode(const char *p, size_t len, struct wire_msg *msg);
+
+/* Intern the message's incarnations (and its sender) locally and rewrite
+ * every incarnation index in records, deps and counts to a local id.
+ * ids needs msg->ninc + 1 slots; ids[msg->ninc] is the sender's id. */
+int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids);
 void wire_msg_free(struct wire_msg *msg);
 
 #endif

@@ -1,0 +1,463 @@
+/*
+ * peer.c - one peer's state machine, driven by the replicator's tick and
+ * by the answers to its requests:
+ *
+ *   JOINING --answer--> ACTIVE --late--> SUSPECT --timeout/error--> EVICTED
+ *      |                  ^                                            |
+ *      +--join grace------+-------------- re-admit <-- PROBING <-answer+
+ *
+ * While ACTIVE (or JOINING) the peer is shipped every log record its acked
+ * clock lacks, in batches, over one keep-alive connection, and gets an
+ * empty batch (a heartbeat) when nothing was exchanged for --heartbeat.
+ * Any request unanswered after --peer-timeout, or failing, evicts it:
+ * the connection is reset (so a queued retransmission can never deliver
+ * stale data after a partition heals), the peer leaves the view, and every
+ * other member is told.  An evicted peer is pinged every
+ * --probe-interval; after --readmit-delay of unbroken answers it is
+ * re-added and told to everyone, and shipping resumes from its clock.
+ */
+#include <string.h>
+
+#include "lock.h"
+#include "log.h"
+#include "replicator.h"
+#include "rlog.h"
+#include "util.h"
+
+#define BATCH_BYTES (256 * 1024)
+#define BATCH_RECORDS 4096
+#define RELAY_DELAY_MS 300 /* relay others' writes the peer still lacks after this */
+
+void peer_set_state(struct replicator *r, struct peer *p, int state)
+{
+    struct view_member *m = &r->shm->view->m[p->row];
+
+    if (p->state != state) {
+        p->state = state;
+        p->since_ms = now_ms();
+        __atomic_store_n(&m->since_ms, wallclock_ms(), __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&m->state, (uint32_t)state, __ATOMIC_RELEASE);
+}
+
+void peer_init(struct replicator *r, struct peer *p, int row)
+{
+    const struct view_member *m = &r->shm->view->m[row];
+
+    memset(p, 0, sizeof(*p));
+    p->r = r;
+    p->row = row;
+    memcpy(p->addr, m->addr, ADDR_MAX);
+    p->conn = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
+    p->ctl = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
+    p->state = -1;
+    if (strcmp(p->addr, r->cfg->address) == 0)
+        peer_set_state(r, p, PEER_SELF);
+    else if (!m->in_view)
+        peer_set_state(r, p, PEER_EVICTED);
+    else
+        peer_set_state(r, p, m->state == PEER_JOINING ? PEER_JOINING : PEER_ACTIVE);
+}
+
+/* --- view broadcasts ------------------------------------------------------ */
+
+static void ctl_next(struct replicator *r, struct peer *p);
+
+static void on_ctl_done(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct peer *p = arg;
+
+    if (status == 0)
+        log_debug("peer=%s view message failed: %s", p->addr, err);
+    p->ctl_busy = 0;
+    ctl_next(p->r, p);
+}
+
+static void ctl_next(struct replicator *r, struct peer *p)
+{
+    char body[96];
+    struct ctl_msg msg;
+    int n;
+
+    if (p->ctl_busy || p->nctlq == 0)
+        return;
+    msg = p->ctlq[0];
+    memmove(&p->ctlq[0], &p->ctlq[1], sizeof(p->ctlq[0]) * (size_t)--p->nctlq);
+    n = snprintf(body, sizeof(body), "{\"socket-address\": \"%s\"}", msg.addr);
+    if (httpc_request(p->ctl, msg.put ? "PUT" : "DELETE", "/view", r->extra_headers, body, (size_t)n,
+                      r->cfg->peer_timeout_ms, on_ctl_done, p) == 0)
+        p->ctl_busy = 1;
+}
+
+void broadcast_view(struct replicator *r, int put, const char *addr, const struct peer *except)
+{
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i) {
+        struct peer *p = &r->peer[i];
+        if (p->row < 0 || p == except || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
+            continue;
+        if (strcmp(p->addr, addr) == 0)
+            continue;
+        if (p->nctlq == CTL_QUEUE)
+            memmove(&p->ctlq[0], &p->ctlq[1], sizeof(p->ctlq[0]) * (CTL_QUEUE - 1)), --p->nctlq;
+        p->ctlq[p->nctlq].put = put;
+        memcpy(p->ctlq[p->nctlq].addr, addr, ADDR_MAX);
+        ++p->nctlq;
+        ctl_next(r, p);
+    }
+}
+
+/* --- eviction and re-admission -------------------------------------------- */
+
+static void reset_shipping(struct peer *p)
+{
+    p->inflight = 0;
+    p->clock_known = 0;
+    p->nscan = 0;
+    p->retry_at_ms = 0;
+}
+
+void peer_evict(struct replicator *r, struct peer *p, const char *why)
+{
+    int removed;
+
+    peer_set_state(r, p, PEER_EVICTED);
+    httpc_close(p->conn);
+    reset_shipping(p);
+    p->answering_since = 0;
+    lock_acquire_sh(r->shm->lock);
+    removed = view_remove_sh(r->shm->view, p->addr);
+    lock_release_sh(r->shm->lock);
+    r->view_version = __atomic_load_n(&r->shm->view->version, __ATOMIC_ACQUIRE);
+    log_warn("peer=%s evicted: %s", p->addr, why);
+    if (removed)
+        broadcast_view(r, 0, p->addr, p);
+}
+
+static void readmit(struct replicator *r, struct peer *p)
+{
+    lock_acquire_sh(r->shm->lock);
+    view_add_sh(r->shm->view, p->addr, PEER_ACTIVE);
+    lock_release_sh(r->shm->lock);
+    r->view_version = __atomic_load_n(&r->shm->view->version, __ATOMIC_ACQUIRE);
+    log_info("peer=%s re-admitted after %llu ms of answers", p->addr,
+             (unsigned long long)(now_ms() - p->answering_since));
+    peer_readmitted(r, p);
+    broadcast_view(r, 1, p->addr, p);
+}
+
+void peer_readmitted(struct replicator *r, struct peer *p)
+{
+    peer_set_state(r, p, PEER_ACTIVE);
+    httpc_close(p->conn);
+    reset_shipping(p);
+    p->answering_since = 0;
+    p->last_exchange_ms = 0;
+}
+
+void peer_removed(struct replicator *r, struct peer *p)
+{
+    peer_set_state(r, p, PEER_EVICTED);
+    httpc_close(p->conn);
+    reset_shipping(p);
+    p->answering_since = 0;
+    log_info("peer=%s removed from the view by a view change", p->addr);
+}
+
+/* --- clocks ----------------------------------------------------------------- */
+
+int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, size_t len, uint32_t *flags)
+{
+    struct view_member *m = &r->shm->view->m[p->row];
+    struct wire_msg msg;
+    int32_t ids[CLOCK_MAX + 1];
+    uint64_t acked[CLOCK_MAX];
+    uint32_t i;
+
+    if (wire_decode(body, len, &msg) != 0)
+        return -1;
+    if (memcmp(msg.magic, "KVC1", 4) != 0 || strcmp(msg.from.addr, p->addr) != 0 ||
+        wire_localize(r->shm, &msg, ids) != 0) {
+        wire_msg_free(&msg);
+        return -1;
+    }
+    if (p->stamp != msg.from.stamp) {
+        if (p->stamp != 0)
+            log_info("peer=%s restarted (incarnation %llu -> %llu)", p->addr, (unsigned long long)p->stamp,
+                     (unsigned long long)msg.from.stamp);
+        p->stamp = msg.from.stamp;
+        p->clock_known = 0; /* ship from the start of the log again */
+    }
+    memset(acked, 0, sizeof(acked));
+    for (i = 0; i < msg.ncount; ++i)
+        acked[msg.count[i].inc] = msg.count[i].n;
+    for (i = 0; i < CLOCK_MAX; ++i)
+        if (m->acked[i] != acked[i])
+            __atomic_store_n(&m->acked[i], acked[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&m->acked_at_ms, now_ms(), __ATOMIC_RELEASE);
+    *flags = msg.flags;
+    wire_msg_free(&msg);
+    return 0;
+}
+
+/* --- shipping ----------------------------------------------------------------- */
+
+/* Should this record go to p now?  The origin's own replicator ships it
+ * directly; others relay it only if the origin is gone or the peer still
+ * lacks it after RELAY_DELAY_MS (one-way partitions, dead origins). */
+static int worth_sending(struct replicator *r, const struct rlog_rec *rec, uint64_t now)
+{
+    const struct clock_sh *clock = r->shm->clock;
+    const struct incarnation *inc = &clock->inc[rec->origin];
+    int row;
+
+    if ((int32_t)rec->origin == clock->self)
+        return 1;
+    if (inc->flags & INC_RETIRED)
+        return 1;
+    row = view_find(r->shm->view, inc->addr);
+    if (row < 0 || r->peer[row].state != PEER_ACTIVE)
+        return 1;
+    return (uint32_t)now - rec->pad >= RELAY_DELAY_MS;
+}
+
+static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t seq)
+{
+    if (p->nscan == p->scancap) {
+        p->scancap = p->scancap ? p->scancap * 2 : 256;
+        p->scan = xrealloc(p->scan, p->scancap * sizeof(*p->scan));
+    }
+    p->scan[p->nscan].pos = pos;
+    p->scan[p->nscan].origin = origin;
+    p->scan[p->nscan].seq = seq;
+    ++p->nscan;
+}
+
+/* Does the peer's acked clock cover everything that fell off our log? */
+static int log_covers_peer(struct replicator *r, struct peer *p)
+{
+    const struct view_member *m = &r->shm->view->m[p->row];
+    uint32_t i, ninc = r->shm->clock->ninc;
+
+    for (i = 0; i < ninc; ++i)
+        if (r->shm->rlog->tail_clock[i] > m->acked[i] && !(r->shm->clock->inc[i].flags & INC_FINAL))
+            return 0;
+    return 1;
+}
+
+static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err);
+
+/* Assemble and send one batch (possibly empty: a heartbeat). */
+void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
+{
+    const struct view_member *m = &r->shm->view->m[p->row];
+    struct rlog_sh *rlog = r->shm->rlog;
+    struct wire_enc enc;
+    struct wire_inc from;
+    struct buf out = {0};
+    uint32_t flags = 0;
+    uint64_t pos;
+    size_t bytes = 0;
+
+    if (p->inflight)
+        return;
+    wire_enc_init(&enc);
+    p->nscan = 0;
+    if (!p->clock_known) {
+        /* an empty batch first: learn what the peer has */
+        p->cursor = rlog_tail(rlog);
+        p->scan_end = p->cursor;
+    } else {
+        if (!log_covers_peer(r, p)) {
+            flags |= WIRE_SNAPSHOT_NEEDED;
+            p->cursor = rlog_tail(rlog);
+        }
+        pos = p->cursor;
+        while (bytes < BATCH_BYTES && enc.nrec < BATCH_RECORDS) {
+            uint64_t at = pos;
+            size_t need = 0;
+            long n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need);
+            const struct rlog_rec *rec = (const void *)r->rbuf;
+
+            if (n == 0)
+                break;
+            if (n == -2) {
+                r->rbuf = xrealloc(r->rbuf, r->rcap = need);
+                continue;
+            }
+            if (n < 0) { /* overwritten under us: start again at the tail */
+                p->nscan = 0;
+                wire_enc_free(&enc);
+                wire_enc_init(&enc);
+                pos = p->cursor = rlog_tail(rlog);
+                if (!log_covers_peer(r, p))
+                    flags |= WIRE_SNAPSHOT_NEEDED;
+                bytes = 0;
+                continue;
+            }
+            scan_push(p, at, rec->origin, rec->seq);
+            if (rec->seq > m->acked[rec->origin] && worth_sending(r, rec, now)) {
+                wire_enc_record(&enc, r->shm->clock, rec->origin, rec->seq, rec->lamport,
+                                (rec->flags & RLOG_TOMBSTONE) != 0, rlog_rec_key(rec), rec->klen, rlog_rec_value(rec),
+                                rec->vlen, rlog_rec_deps(rec), rec->ndeps);
+                bytes += (size_t)n;
+            }
+        }
+        p->scan_end = pos;
+    }
+    memcpy(from.addr, r->cfg->address, ADDR_MAX);
+    from.stamp = r->shm->clock->inc[r->shm->clock->self].stamp;
+    wire_enc_finish(&enc, "KVB1", &from, flags, &out);
+    wire_enc_free(&enc);
+    if (httpc_request(p->conn, "POST", "/internal/replicate", r->extra_headers, out.p, out.len,
+                      r->cfg->peer_timeout_ms, on_shipped, p) == 0) {
+        p->inflight = 1;
+        p->sent_ms = now;
+        p->last_exchange_ms = now;
+    }
+    buf_free(&out);
+}
+
+/* Everything before the first scanned record the peer still lacks is
+ * acked: move the cursor there. */
+static int advance_cursor(struct replicator *r, struct peer *p)
+{
+    const struct view_member *m = &r->shm->view->m[p->row];
+    uint64_t old = p->cursor;
+    size_t i;
+
+    for (i = 0; i < p->nscan; ++i)
+        if (p->scan[i].seq > m->acked[p->scan[i].origin])
+            break;
+    p->cursor = i < p->nscan ? p->scan[i].pos : p->scan_end;
+    p->nscan = 0;
+    return p->cursor != old;
+}
+
+static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct peer *p = arg;
+    struct replicator *r = p->r;
+    uint64_t now = now_ms();
+    uint32_t flags;
+    int had_clock = p->clock_known, moved;
+
+    p->inflight = 0;
+    if (status == 0 && err != NULL && strcmp(err, "canceled") == 0)
+        return; /* we closed the connection ourselves */
+    if (status != 200 || peer_learn_clock(r, p, body, len, &flags) != 0) {
+        char why[96];
+        if (status == 0)
+            snprintf(why, sizeof(why), "%s", err ? err : "no answer");
+        else
+            snprintf(why, sizeof(why), "answered %d to a replication batch", status);
+        if (status == 401)
+            log_error("peer=%s rejects our cluster key", p->addr);
+        if (p->state == PEER_JOINING && now - r->started_ms < r->cfg->join_grace_ms) {
+            p->retry_at_ms = now + r->cfg->heartbeat_ms;
+            return;
+        }
+        if (p->state == PEER_ACTIVE || p->state == PEER_SUSPECT || p->state == PEER_JOINING)
+            peer_evict(r, p, why);
+        return;
+    }
+    p->ever_answered = 1;
+    p->last_exchange_ms = now;
+    if (p->state == PEER_JOINING || p->state == PEER_SUSPECT) {
+        if (p->state == PEER_JOINING)
+            log_info("peer=%s joined", p->addr);
+        peer_set_state(r, p, PEER_ACTIVE);
+    }
+    if (!had_clock || !p->clock_known) {
+        p->clock_known = 1;
+        p->cursor = rlog_tail(r->shm->rlog);
+        p->nscan = 0;
+        moved = 1;
+    } else {
+        moved = advance_cursor(r, p);
+    }
+    /* more to send?  go on at once, unless the last batch made no
+     * progress (its records wait for dependencies from elsewhere) */
+    p->retry_at_ms = moved ? 0 : now + r->cfg->heartbeat_ms;
+    if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0)
+        peer_ship(r, p, now);
+}
+
+/* --- probing ------------------------------------------------------------------ */
+
+void peer_ping(struct replicator *r, struct peer *p, httpc_cb cb)
+{
+    if (p->inflight)
+        return;
+    if (httpc_request(p->conn, "GET", "/internal/ping", r->extra_headers, NULL, 0, r->cfg->peer_timeout_ms, cb, p) ==
+        0) {
+        p->inflight = 1;
+        p->sent_ms = now_ms();
+        p->last_probe_ms = p->sent_ms;
+    }
+}
+
+static void on_probed(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct peer *p = arg;
+    struct replicator *r = p->r;
+    uint64_t now = now_ms();
+    uint32_t flags;
+
+    p->inflight = 0;
+    if (p->state != PEER_EVICTED && p->state != PEER_PROBING)
+        return; /* re-added from outside meanwhile, or canceled */
+    if (status != 200 || peer_learn_clock(r, p, body, len, &flags) != 0) {
+        if (p->answering_since != 0)
+            log_info("peer=%s stopped answering probes", p->addr);
+        p->answering_since = 0;
+        peer_set_state(r, p, PEER_EVICTED);
+        httpc_close(p->conn);
+        return;
+    }
+    if (p->answering_since == 0) {
+        p->answering_since = now;
+        peer_set_state(r, p, PEER_PROBING);
+        log_info("peer=%s answers probes again", p->addr);
+    }
+    if (now - p->answering_since >= r->cfg->readmit_delay_ms)
+        readmit(r, p);
+}
+
+/* --- the tick ----------------------------------------------------------------- */
+
+void peer_tick(struct replicator *r, struct peer *p, uint64_t now)
+{
+    if (p->row < 0 || p->state == PEER_SELF)
+        return;
+    ctl_next(r, p);
+
+    switch (p->state) {
+    case PEER_JOINING:
+        /* never answered within the join grace? */
+        if (!p->ever_answered && now - r->started_ms >= r->cfg->join_grace_ms && !p->inflight) {
+            peer_evict(r, p, "never answered within the join grace");
+            return;
+        }
+        /* fall through */
+    case PEER_ACTIVE:
+    case PEER_SUSPECT:
+        /* request in flight past the heartbeat interval? */
+        if (p->inflight && p->state == PEER_ACTIVE && now - p->sent_ms >= r->cfg->heartbeat_ms)
+            peer_set_state(r, p, PEER_SUSPECT);
+        if (p->inflight || now < p->retry_at_ms)
+            return;
+        /* records the peer has not acked, or idle long enough for a heartbeat? */
+        if ((p->clock_known && p->cursor != rlog_head(r->shm->rlog)) ||
+            now - p->last_exchange_ms >= r->cfg->heartbeat_ms)
+            peer_ship(r, p, now);
+        return;
+    case PEER_EVICTED:
+    case PEER_PROBING:
+        /* probe due? */
+        if (!p->inflight && now - p->last_probe_ms >= r->cfg->probe_interval_ms)
+            peer_ping(r, p, on_probed);
+        return;
+    }
+}
