@@ -19,7 +19,7 @@
 
 struct lock_sh {
     pthread_mutex_t mutex;
-    uint64_t recoveries; /* times the owner-dead path ran */
+    uint64_t recoveries;        /* times the owner-dead path ran */
     void (*recover)(void *arg); /* called with the lock held after owner death */
     void *recover_arg;
 };
@@ -32,5 +32,10 @@ void lock_set_recover(struct lock_sh *lock, void (*fn)(void *), void *arg);
 
 void lock_acquire_sh(struct lock_sh *lock);
 void lock_release_sh(struct lock_sh *lock);
+
+/* Master, after reaping a child: if the lock's owner died, recover now
+ * rather than on the next write.  Never blocks.  Returns 1 if it ran the
+ * owner-dead recovery, 0 otherwise. */
+int lock_reap_sh(struct lock_sh *lock);
 
 #endif
