@@ -1,0 +1,124 @@
+/*
+ * test_shm.c - unit tests for the shared mapping's creation and layout
+ * (shm/shm.c): header fields, every region inside the mapping, cache-line
+ * aligned, in table order and not overlapping, the arena taking the rest,
+ * the rlog ring sized from the parameters, the mapping shared with a
+ * forked child, and the errors for memory that is too small.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "clock.h"
+#include "lock.h"
+#include "rcu.h"
+#include "rlog.h"
+#include "shm.h"
+#include "table.h"
+#include "tap.h"
+#include "view.h"
+
+static int inside(const shm_t *shm, const void *p, size_t len)
+{
+    const char *b = (const char *)shm, *q = p;
+
+    return q >= b && q + len <= b + shm->size;
+}
+
+static int aligned(const void *p)
+{
+    return ((uintptr_t)p & 63) == 0;
+}
+
+static void test_layout(void)
+{
+    struct shm_params params = { 8u << 20, 0 };
+    shm_t *shm = shm_create(&params);
+    const char *order[7];
+    size_t len[7], i;
+    int ordered = 1;
+    pid_t pid;
+    int status;
+
+    ok(shm != NULL, "8 MiB store created");
+    ok(shm->magic == SHM_MAGIC && shm->version == SHM_LAYOUT_VERSION, "header magic and layout version");
+    ok(shm->size == params.memory && shm->master_pid == getpid() && shm->generation == 0,
+       "header size, master pid, generation");
+    ok(shm->wake_fd == -1 && shm->ready == 0, "no wake fd yet, not ready");
+
+    order[0] = (char *)shm->lock, len[0] = lock_size();
+    order[1] = (char *)shm->rcu, len[1] = rcu_size();
+    order[2] = (char *)shm->clock, len[2] = clock_size();
+    order[3] = (char *)shm->view, len[3] = view_size();
+    order[4] = (char *)shm->table, len[4] = table_size();
+    order[5] = (char *)shm->rlog, len[5] = rlog_size(params.memory / 8);
+    order[6] = (char *)shm->arena, len[6] = sizeof(struct arena_sh);
+    ok(order[0] >= (char *)(shm + 1), "regions start after the header");
+    for (i = 0; i < 7; ++i) {
+        ordered &= inside(shm, order[i], len[i]) && aligned(order[i]);
+        if (i > 0)
+            ordered &= order[i] >= order[i - 1] + len[i - 1];
+    }
+    ok(ordered, "lock, rcu, clock, view, table, rlog, arena: in order, inside, aligned, disjoint");
+    ok(inside(shm, shm->rlog->ring, shm->rlog->size) && shm->rlog->ring >= order[5] + sizeof(struct rlog_sh),
+       "rlog ring inside the rlog region");
+    is_int(shm->rlog->size, params.memory / 8, "rlog ring defaults to memory / 8");
+    ok(shm->arena->base == (char *)shm + shm_overhead(&params), "arena starts where the overhead ends");
+    ok(shm->arena->end <= (char *)shm + shm->size && shm->arena->end > (char *)shm + shm->size - 64,
+       "arena runs to the end of the mapping");
+    ok(shm_overhead(&params) > params.memory / 8 && shm_overhead(&params) < params.memory / 4,
+       "overhead is the fixed regions plus the ring");
+    ok(shm->table->slots != NULL && shm->table->slots->mask + 1 == 1024 && shm->arena->nalloc == 1,
+       "table has its initial 1024-slot array from the arena");
+    ok(shm->rcu->epoch == 1 && shm->clock->self == -1 && shm->clock->ninc == 0 && shm->view->n == 0,
+       "rcu, clock, view initialised");
+    ok(table_check(shm->table, NULL) == 0 && arena_check(shm->arena, NULL) == 0, "table and arena consistent");
+
+    /* The mapping is shared: what a child writes, the parent sees. */
+    if ((pid = fork()) == 0) {
+        lock_acquire_sh(shm->lock);
+        clock_advance_sh(shm->clock, 0, 42);
+        lock_release_sh(shm->lock);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    is_int(clock_applied(shm->clock, 0), 42, "a child's write is visible to the parent");
+    shm_destroy(shm);
+
+    params.rlog_size = 100000;
+    shm = shm_create(&params);
+    ok(shm != NULL && shm->rlog->size == 100000, "explicit rlog size honoured");
+    ok(shm_overhead(&params) < (1u << 20), "and the overhead shrinks with it");
+    shm_destroy(shm);
+}
+
+static void test_errors(void)
+{
+    struct shm_params params = { 512u << 10, 0 };
+    shm_t *shm;
+
+    errno = 0;
+    ok(shm_create(&params) == NULL && errno == EINVAL, "less than 1 MiB: EINVAL");
+    params.memory = 4u << 20;
+    params.rlog_size = 8u << 20;
+    errno = 0;
+    ok(shm_create(&params) == NULL && errno == EINVAL, "rlog larger than the memory: EINVAL");
+    params.rlog_size = (4u << 20) - (32u << 10);
+    errno = 0;
+    ok(shm_create(&params) == NULL && errno == ENOMEM, "no room left for the arena: ENOMEM");
+    params.memory = 1u << 20;
+    params.rlog_size = 0;
+    shm = shm_create(&params);
+    ok(shm != NULL && shm->arena->end > shm->arena->base, "1 MiB with the default ring works");
+    shm_destroy(shm);
+}
+
+int main(void)
+{
+    plan(21);
+    test_layout();
+    test_errors();
+    return done_testing();
+}
