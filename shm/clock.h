@@ -58,6 +58,11 @@ int clock_find(const struct clock_sh *clock, const char *addr, uint64_t stamp);
  * incarnations INC_RETIRED. */
 int clock_intern_sh(struct clock_sh *clock, const char *addr, uint64_t stamp, uint64_t now_ms);
 
+/* Writer lock held.  Settle a retired incarnation: final_seq is the
+ * highest seq of it that any view member holds; sets INC_FINAL (after
+ * final_seq, with release).  No effect on an incarnation not retired. */
+void clock_settle_sh(struct clock_sh *clock, uint32_t id, uint64_t final_seq);
+
 /* Lock-free.  1 if every component of m is applied here, counting
  * components of settled retired incarnations as applied. */
 int clock_covers(const struct clock_sh *clock, const struct vc_pair *m, size_t n);
