@@ -1,0 +1,136 @@
+/*
+ * test_view.c - unit tests for the view table (shm/view.c): add, remove,
+ * re-add into the same row, list, find, contains, a full table, state
+ * names, and lock-free view_list() readers in another process racing a
+ * writer that keeps changing membership.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "view.h"
+
+static struct view_sh *view;
+
+static void test_basic(void)
+{
+    char out[VIEW_MAX][ADDR_MAX];
+    uint64_t v0;
+
+    view_init(view);
+    is_int(view_add_sh(view, "10.0.0.1:8090", PEER_SELF), 1, "add A");
+    is_int(view_add_sh(view, "10.0.0.1:8090", PEER_ACTIVE), 0, "adding A again: already in the view");
+    is_int(view_add_sh(view, "10.0.0.2:8090", PEER_JOINING), 1, "add B");
+    is_int(view->m[1].state, PEER_JOINING, "B's row holds its state");
+    ok(view_contains(view, "10.0.0.1:8090") && view_contains(view, "10.0.0.2:8090"), "both contained");
+    ok(!view_contains(view, "10.0.0.3:8090"), "C is not");
+    ok(view_find(view, "10.0.0.1:8090") == 0 && view_find(view, "10.0.0.2:8090") == 1, "find gives row indexes");
+    is_int(view_list(view, out, VIEW_MAX), 2, "list has two members");
+    ok(strcmp(out[0], "10.0.0.1:8090") == 0 && strcmp(out[1], "10.0.0.2:8090") == 0, "in row order");
+    is_int(view_list(view, out, 1), 1, "list stops at max");
+
+    v0 = view->version;
+    is_int(view_remove_sh(view, "10.0.0.1:8090"), 1, "remove A");
+    is_int(view_remove_sh(view, "10.0.0.1:8090"), 0, "removing A again: not in the view");
+    ok(view->version == v0 + 1 && view->seq % 2 == 0, "version bumped once, seqlock even");
+    ok(!view_contains(view, "10.0.0.1:8090"), "A no longer contained");
+    is_int(view_find(view, "10.0.0.1:8090"), 0, "but keeps its row");
+    is_int(view_list(view, out, VIEW_MAX), 1, "list has one member");
+    ok(strcmp(out[0], "10.0.0.2:8090") == 0, "B");
+
+    view->m[0].acked[3] = 77;
+    is_int(view_add_sh(view, "10.0.0.1:8090", PEER_ACTIVE), 1, "re-add A");
+    ok(view_find(view, "10.0.0.1:8090") == 0 && view->n == 2, "A is back in its old row, no new row taken");
+    ok(view->m[0].state == PEER_ACTIVE && view->m[0].acked[3] == 77, "with the new state and its acked clock kept");
+    ok(view_add_sh(view, "255.255.255.255:65535000", PEER_ACTIVE) == -1, "an over-long address is refused");
+}
+
+static void test_full(void)
+{
+    char addr[ADDR_MAX];
+    int i, all = 1;
+
+    view_init(view);
+    for (i = 0; i < VIEW_MAX; ++i) {
+        snprintf(addr, sizeof(addr), "10.0.1.%d:8090", i);
+        all &= view_add_sh(view, addr, PEER_ACTIVE) == 1;
+    }
+    ok(all && view->n == VIEW_MAX, "the table fills to VIEW_MAX");
+    is_int(view_add_sh(view, "10.0.2.1:8090", PEER_ACTIVE), -1, "a full table refuses a new address");
+    is_int(view_remove_sh(view, "10.0.1.5:8090"), 1, "removing frees no row...");
+    is_int(view_add_sh(view, "10.0.2.1:8090", PEER_ACTIVE), -1, "...so a new address still does not fit");
+    is_int(view_add_sh(view, "10.0.1.5:8090", PEER_ACTIVE), 1, "but a known address comes back");
+}
+
+static void test_names(void)
+{
+    ok(strcmp(peer_state_name(PEER_JOINING), "joining") == 0 && strcmp(peer_state_name(PEER_ACTIVE), "active") == 0 &&
+         strcmp(peer_state_name(PEER_SUSPECT), "suspect") == 0 &&
+         strcmp(peer_state_name(PEER_EVICTED), "evicted") == 0 &&
+         strcmp(peer_state_name(PEER_PROBING), "probing") == 0 && strcmp(peer_state_name(PEER_SELF), "self") == 0,
+       "every state has its name");
+    ok(strcmp(peer_state_name(99), "unknown") == 0 && strcmp(peer_state_name(-1), "unknown") == 0,
+       "out of range: unknown");
+}
+
+/* A writer flips membership while a reader in another process lists:
+ * every listing must be a set of whole, known addresses, A always in it. */
+static void test_concurrent(void)
+{
+    char out[VIEW_MAX][ADDR_MAX], addr[ADDR_MAX];
+    int fds[2], i, k, status, lists = 0, good = 1;
+    size_t n, j;
+    pid_t pid;
+
+    view_init(view);
+    view_add_sh(view, "10.0.0.1:8090", PEER_SELF);
+    if (pipe(fds) != 0)
+        abort();
+    if ((pid = fork()) == 0) {
+        close(fds[0]);
+        for (k = 0; k < 200000; ++k) {
+            i = k % 16;
+            snprintf(addr, sizeof(addr), "10.0.3.%d:%d", i, 8000 + i);
+            if (k % 32 < 16)
+                view_add_sh(view, addr, PEER_ACTIVE);
+            else
+                view_remove_sh(view, addr);
+        }
+        (void)!write(fds[1], "d", 1);
+        _exit(0);
+    }
+    close(fds[1]);
+    do {
+        n = view_list(view, out, VIEW_MAX);
+        ++lists;
+        good &= n >= 1 && n <= 17 && strcmp(out[0], "10.0.0.1:8090") == 0;
+        for (j = 1; j < n; ++j) {
+            int a, b;
+            good &= sscanf(out[j], "10.0.3.%d:%d", &a, &b) == 2 && b == 8000 + a;
+        }
+        good &= view_contains(view, "10.0.0.1:8090");
+    } while (waitpid(pid, &status, WNOHANG) == 0);
+    close(fds[0]);
+    ok(good, "%d lock-free listings during membership churn were all whole", lists);
+    ok(view->seq % 2 == 0 && view->n == 17, "writer done: seqlock even, 17 rows");
+}
+
+int main(void)
+{
+    plan(31);
+    view = mmap(NULL, sizeof(*view), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (view == MAP_FAILED)
+        abort();
+    ok(view_size() >= sizeof(struct view_sh), "view_size covers the struct");
+    test_basic();
+    test_full();
+    test_names();
+    test_concurrent();
+    munmap(view, sizeof(*view));
+    return done_testing();
+}
