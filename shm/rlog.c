@@ -1,0 +1,220 @@
+/*
+ * rlog.c - the replication log ring (see rlog.h for the layout and the
+ * contract).
+ *
+ * Writers append under the store's writer lock; the replicator reads
+ * records by position without any lock while writers keep appending.  The
+ * ring never blocks a writer: the oldest records are overwritten, and
+ * what they carried is summarised in tail_clock so the replicator can tell
+ * a peer that needs them to take a snapshot instead.  The writer publishes
+ * the new tail before it overwrites anything; a reader copies a record and
+ * then re-checks the tail, so a copy that may have been torn is reported
+ * lost rather than shipped.
+ *
+ * Crash consistency: a writer killed mid-append has published at most a
+ * tail past records it was about to overwrite; head moves last, so the
+ * half-written record is never inside [tail, head).
+ */
+#include <string.h>
+
+#include <urcu/arch.h>
+
+#include "rlog.h"
+
+#define RLOG_MAGIC 0x726c6f67u     /* "rlog" */
+#define RLOG_PAD_MAGIC 0x70616421u /* "pad!" */
+#define RLOG_ALIGN 8
+
+/* Header of a pad record: only len and magic are guaranteed to fit. */
+struct rlog_pad {
+    uint32_t len;
+    uint32_t magic;
+};
+
+static uint64_t align_up(uint64_t n, uint64_t a)
+{
+    return (n + a - 1) & ~(a - 1);
+}
+
+/* The struct, cache-line padded, then the ring. */
+size_t rlog_size(size_t ring_bytes)
+{
+    return (size_t)align_up(sizeof(struct rlog_sh), 64) + (ring_bytes & ~(size_t)(RLOG_ALIGN - 1));
+}
+
+void rlog_init(struct rlog_sh *rlog, void *ring, size_t ring_bytes)
+{
+    memset(rlog, 0, sizeof(*rlog));
+    rlog->ring = ring;
+    rlog->size = ring_bytes & ~(size_t)(RLOG_ALIGN - 1);
+}
+
+static uint64_t rec_len(const struct rlog_rec *hdr)
+{
+    return align_up(sizeof(*hdr) + (uint64_t)hdr->ndeps * sizeof(struct vc_pair) + hdr->klen + hdr->vlen, RLOG_ALIGN);
+}
+
+static void fold_tail_clock_sh(struct rlog_sh *rlog, const struct rlog_rec *r)
+{
+    if (r->origin < CLOCK_MAX && r->seq > rlog->tail_clock[r->origin])
+        __atomic_store_n(&rlog->tail_clock[r->origin], r->seq, __ATOMIC_RELAXED);
+}
+
+/* Writer lock held.  Advance tail until [tail, new_head) fits the ring. */
+static void make_room_sh(struct rlog_sh *rlog, uint64_t new_head)
+{
+    uint64_t tail = rlog->tail;
+
+    while (new_head - tail > rlog->size && tail < rlog->head) {
+        const struct rlog_rec *r = (const struct rlog_rec *)(rlog->ring + tail % rlog->size);
+        if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 ||
+            (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC)) {
+            /* Corrupt: nothing after it can be trusted either.  Dropping
+             * it all at worst sends peers to a snapshot. */
+            tail = rlog->head;
+            break;
+        }
+        if (r->magic == RLOG_MAGIC)
+            fold_tail_clock_sh(rlog, r);
+        tail += r->len;
+    }
+    if (tail != rlog->tail) {
+        __atomic_store_n(&rlog->tail, tail, __ATOMIC_RELEASE);
+        /* The new tail must be visible before any byte it gave up is
+         * overwritten: that is what a reader's re-check relies on. */
+        cmm_smp_mb();
+    }
+}
+
+/* Fill a record of len bytes at p, which nothing in [tail, head) covers. */
+static void write_record(char *p,
+                         uint64_t len,
+                         const struct rlog_rec *hdr,
+                         const struct vc_pair *deps,
+                         const char *key,
+                         const char *value)
+{
+    struct rlog_rec *r = (struct rlog_rec *)p;
+
+    memcpy(r, hdr, sizeof(*r));
+    r->len = (uint32_t)len;
+    r->magic = RLOG_MAGIC;
+    r->pad = 0;
+    p += sizeof(*r);
+    /* Empty parts may come as NULL, which memcpy() must not see. */
+    if (hdr->ndeps != 0)
+        memcpy(p, deps, (size_t)hdr->ndeps * sizeof(*deps));
+    p += (size_t)hdr->ndeps * sizeof(*deps);
+    if (hdr->klen != 0)
+        memcpy(p, key, hdr->klen);
+    p += hdr->klen;
+    if (hdr->vlen != 0)
+        memcpy(p, value, hdr->vlen);
+    p += hdr->vlen;
+    memset(p, 0, (size_t)(len - (uint64_t)(p - (char *)r)));
+}
+
+int rlog_append_sh(struct rlog_sh *rlog,
+                   const struct rlog_rec *hdr,
+                   const struct vc_pair *deps,
+                   const char *key,
+                   const char *value,
+                   uint64_t *pos)
+{
+    uint64_t len = rec_len(hdr), head = rlog->head, off, start, pad = 0;
+
+    if (len > rlog->size || len > UINT32_MAX)
+        return -1;
+    if (rlog->tail > head) {
+        /* A writer died between the two stores that empty the ring below;
+         * finish its work. */
+        head = rlog->tail;
+        __atomic_store_n(&rlog->head, head, __ATOMIC_RELEASE);
+    }
+    off = head % rlog->size;
+    if (off + len > rlog->size)
+        pad = rlog->size - off; /* a record never straddles the end */
+    start = head + pad;
+    if (pad + len > rlog->size) {
+        /* Even an empty ring cannot hold the pad and the record, and the
+         * record would overwrite the pad: drop everything and restart the
+         * log at the ring's beginning, with no pad.  tail moves before
+         * head so [tail, head) never covers the bytes in between. */
+        make_room_sh(rlog, head + rlog->size + 1);
+        __atomic_store_n(&rlog->tail, start, __ATOMIC_RELEASE);
+        __atomic_store_n(&rlog->head, start, __ATOMIC_RELEASE);
+        cmm_smp_mb();
+        pad = 0;
+    } else {
+        make_room_sh(rlog, start + len);
+    }
+    if (pad != 0) {
+        struct rlog_pad *pr = (struct rlog_pad *)(rlog->ring + off);
+        pr->len = (uint32_t)pad;
+        pr->magic = RLOG_PAD_MAGIC;
+        if (pad >= sizeof(struct rlog_rec))
+            ((struct rlog_rec *)pr)->flags = RLOG_PAD;
+    }
+    write_record(rlog->ring + start % rlog->size, len, hdr, deps, key, value);
+    /* The commit point: the record becomes part of [tail, head). */
+    __atomic_store_n(&rlog->head, start + len, __ATOMIC_RELEASE);
+    __atomic_store_n(&rlog->records, rlog->records + 1, __ATOMIC_RELAXED);
+    if (pos != NULL)
+        *pos = start;
+    return 0;
+}
+
+/* Lock-free.  1 if a record at p may have been overwritten. */
+static int fell_off(const struct rlog_sh *rlog, uint64_t p)
+{
+    cmm_smp_rmb();
+    return rlog_tail(rlog) > p;
+}
+
+long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need)
+{
+    uint64_t p = *pos, off;
+    struct rlog_pad h;
+
+    for (;;) {
+        if (rlog_tail(rlog) > p)
+            return -1;
+        if (p >= rlog_head(rlog))
+            return 0;
+        off = p % rlog->size;
+        memcpy(&h, rlog->ring + off, sizeof(h));
+        if (fell_off(rlog, p))
+            return -1;
+        /* Between tail and head, so it was written before head was
+         * published and nobody overwrote it: a bad header is corruption,
+         * reported like a loss so the peer gets a snapshot. */
+        if (h.len < sizeof(h) || h.len % RLOG_ALIGN != 0 || off + h.len > rlog->size ||
+            (h.magic != RLOG_MAGIC && h.magic != RLOG_PAD_MAGIC) ||
+            (h.magic == RLOG_MAGIC && h.len < sizeof(struct rlog_rec)))
+            return -1;
+        if (h.magic == RLOG_PAD_MAGIC) {
+            p += h.len;
+            *pos = p;
+            continue;
+        }
+        if (h.len > bufsize) {
+            if (need != NULL)
+                *need = h.len;
+            return -2;
+        }
+        memcpy(buf, rlog->ring + off, h.len);
+        if (fell_off(rlog, p))
+            return -1;
+        *pos = p + h.len;
+        return (long)h.len;
+    }
+}
+
+void rlog_mark_installed_sh(struct rlog_sh *rlog, const uint64_t *clock, uint32_t n)
+{
+    uint32_t i;
+
+    for (i = 0; i < n && i < CLOCK_MAX; ++i)
+        if (clock[i] > rlog->tail_clock[i])
+            __atomic_store_n(&rlog->tail_clock[i], clock[i], __ATOMIC_RELAXED);
+}

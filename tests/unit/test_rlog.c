@@ -1,0 +1,217 @@
+/*
+ * test_rlog.c - unit tests for the replication log ring (shm/rlog.c):
+ * append and read back, pad records at the wrap, records lost to
+ * overwriting and what tail_clock says about them, records too big for
+ * the ring or for the reader's buffer, installed clocks, and a lock-free
+ * reader in another process racing the writer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rlog.h"
+#include "tap.h"
+
+#define RING 4096
+
+struct shared {
+    struct rlog_sh rlog;
+    char ring[RING] __attribute__((aligned(64)));
+};
+
+static struct shared *sh;
+static struct rlog_sh *rlog;
+
+/* Append record seq from origin with a value that encodes both. */
+static int append(uint32_t origin, uint64_t seq, size_t vlen, uint64_t *pos)
+{
+    struct rlog_rec hdr;
+    struct vc_pair deps[2] = { { origin, seq - 1 }, { 7, 3 } };
+    char key[16], value[4096];
+    size_t i;
+
+    memset(&hdr, 0, sizeof(hdr));
+    hdr.seq = seq;
+    hdr.lamport = seq * 10;
+    hdr.origin = origin;
+    hdr.ndeps = 2;
+    hdr.klen = (uint8_t)snprintf(key, sizeof(key), "key%llu", (unsigned long long)seq);
+    hdr.vlen = (uint32_t)vlen;
+    for (i = 0; i < vlen; ++i)
+        value[i] = (char)('a' + (seq + i) % 26);
+    return rlog_append_sh(rlog, &hdr, deps, key, value, pos);
+}
+
+/* 1 if r is exactly what append(origin, seq, ...) wrote. */
+static int rec_ok(const struct rlog_rec *r, uint32_t origin, uint64_t seq)
+{
+    char key[16];
+    size_t klen = (size_t)snprintf(key, sizeof(key), "key%llu", (unsigned long long)seq), i;
+    const char *v = rlog_rec_value(r);
+
+    if (r->seq != seq || r->origin != origin || r->lamport != seq * 10 || r->ndeps != 2 || r->klen != klen)
+        return 0;
+    if (rlog_rec_deps(r)[0].id != origin || rlog_rec_deps(r)[0].n != seq - 1 || rlog_rec_deps(r)[1].id != 7)
+        return 0;
+    if (memcmp(rlog_rec_key(r), key, klen) != 0 || r->len % 8 != 0)
+        return 0;
+    for (i = 0; i < r->vlen; ++i)
+        if (v[i] != (char)('a' + (seq + i) % 26))
+            return 0;
+    return 1;
+}
+
+static void reset(void)
+{
+    memset(sh, 0, sizeof(*sh));
+    rlog_init(rlog, sh->ring, RING);
+}
+
+static void test_append_read(void)
+{
+    uint64_t buf[RING / 8], pos = 0, p1, p2;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    size_t need = 0;
+    long n;
+
+    reset();
+    ok(rlog_size(RING) >= sizeof(struct rlog_sh) + RING, "rlog_size covers struct and ring");
+    is_int(rlog_read(rlog, &pos, buf, sizeof(buf), NULL), 0, "empty log: read returns 0");
+    ok(append(1, 1, 10, &p1) == 0 && append(1, 2, 100, &p2) == 0, "two records appended");
+    ok(p1 == 0 && p2 > p1 && p2 % 8 == 0, "positions grow, 8-byte aligned");
+    is_int(rlog->records, 2, "records counts appends");
+    n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+    ok(n > 0 && rec_ok(r, 1, 1) && pos == p2, "first record read back whole, pos at the next");
+    is_int(r->magic != 0, 1, "record carries a magic");
+    n = rlog_read(rlog, &pos, buf, 16, &need);
+    ok(n == -2 && pos == p2 && need >= sizeof(struct rlog_rec) + 100, "small buffer: -2, pos kept, need reported");
+    n = rlog_read(rlog, &pos, buf, need, NULL);
+    ok(n == (long)need && rec_ok(r, 1, 2), "read with the needed size");
+    ok(pos == rlog_head(rlog) && rlog_read(rlog, &pos, buf, sizeof(buf), NULL) == 0, "at the head: 0");
+    is_int(append(1, 3, RING, NULL), -1, "a record bigger than the ring is refused");
+    is_int(rlog->records, 2, "and not counted");
+}
+
+static void test_wrap(void)
+{
+    uint64_t buf[RING / 8], pos, seq, lost_pos, expect;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    int all = 1, saw_pad = 0;
+    long n;
+
+    reset();
+    /* ~300-byte records: the ring wraps every ~13 of them. */
+    for (seq = 1; seq <= 100; ++seq)
+        all &= append(2, seq, 200 + (seq % 7) * 8, NULL) == 0;
+    ok(all, "100 records appended through several wraps");
+    ok(rlog_head(rlog) - rlog_tail(rlog) <= RING, "[tail, head) fits the ring");
+    ok(rlog_head(rlog) > 3 * RING, "head is a virtual position past several wraps");
+
+    /* Read everything still there: consecutive seqs up to 100. */
+    pos = rlog_tail(rlog);
+    expect = 0;
+    while ((n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL)) > 0) {
+        if (expect != 0 && r->seq != expect)
+            all = 0;
+        all &= rec_ok(r, 2, r->seq);
+        expect = r->seq + 1;
+    }
+    ok(all && n == 0 && expect == 101, "records from the tail on read back in order, across pads");
+    for (pos = rlog_tail(rlog); pos < rlog_head(rlog);) {
+        const struct rlog_rec *x = (const struct rlog_rec *)(rlog->ring + pos % rlog->size);
+        saw_pad |= x->magic != r->magic;
+        pos += x->len;
+    }
+    ok(saw_pad, "a pad record fills a gap at the end of the ring");
+
+    /* tail_clock: the highest seq that fell off the tail. */
+    pos = rlog_tail(rlog);
+    rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+    is_int(rlog->tail_clock[2], r->seq - 1, "tail_clock is the last seq overwritten");
+    ok(rlog->tail_clock[1] == 0, "other origins untouched");
+
+    /* A reader that fell behind loses its place. */
+    lost_pos = rlog_tail(rlog);
+    for (seq = 101; seq <= 120; ++seq)
+        append(2, seq, 200, NULL);
+    pos = lost_pos;
+    is_int(rlog_read(rlog, &pos, buf, sizeof(buf), NULL), -1, "reading an overwritten position: lost");
+    is_int(pos, lost_pos, "and pos is left alone");
+
+    rlog_mark_installed_sh(rlog, (const uint64_t[]){ 5, 500, 1 }, 3);
+    ok(rlog->tail_clock[0] == 5 && rlog->tail_clock[1] == 500 && rlog->tail_clock[2] > 100,
+       "installed clock folded in, never lowering");
+}
+
+/* A record too big to fit beside the pad empties the ring. */
+static void test_big(void)
+{
+    uint64_t buf[RING / 8], pos;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    long n;
+
+    reset();
+    append(3, 1, 1000, NULL);
+    append(3, 2, 1000, NULL);
+    ok(append(3, 3, RING - 200, &pos) == 0, "a record nearly the ring's size fits after a wrap");
+    ok(pos % RING == 0 && rlog_tail(rlog) == pos, "it starts the ring afresh");
+    is_int(rlog->tail_clock[3], 2, "the records it pushed out are in tail_clock");
+    n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+    ok(n > 0 && rec_ok(r, 3, 3), "and reads back whole");
+    ok(append(3, 4, 100, NULL) == 0, "the next record pushes it out in turn");
+    pos = rlog_tail(rlog);
+    n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+    ok(n > 0 && rec_ok(r, 3, 4) && rlog->tail_clock[3] == 3, "leaving only the new one");
+}
+
+/* A reader process follows the log while the writer appends; whatever it
+ * reads must be whole, and when it loses its place it restarts at tail. */
+static void test_concurrent(void)
+{
+    uint64_t buf[RING / 8], pos = 0, last = 0;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    int status, good = 1;
+    long n, reads = 0, lost = 0;
+    pid_t pid;
+
+    reset();
+    if ((pid = fork()) == 0) {
+        uint64_t seq;
+        for (seq = 1; seq <= 300000; ++seq)
+            append(4, seq, (seq * 8) % 400, NULL);
+        _exit(0);
+    }
+    while (waitpid(pid, &status, WNOHANG) == 0 || pos < rlog_head(rlog)) {
+        n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+        if (n > 0) {
+            ++reads;
+            good &= rec_ok(r, 4, r->seq) && r->seq > last;
+            last = r->seq;
+        } else if (n == -1) {
+            ++lost;
+            pos = rlog_tail(rlog);
+        } else if (n != 0) {
+            good = 0;
+        }
+    }
+    ok(good && reads > 0, "%ld records read whole while the writer appended (%ld times lost)", reads, lost);
+    is_int(last, 300000, "the reader caught up to the last record");
+}
+
+int main(void)
+{
+    plan(30);
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        abort();
+    rlog = &sh->rlog;
+    test_append_read();
+    test_wrap();
+    test_big();
+    test_concurrent();
+    munmap(sh, sizeof(*sh));
+    return done_testing();
+}
