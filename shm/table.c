@@ -119,7 +119,8 @@ struct entry *table_entry_new_sh(struct arena_sh *arena, const char *key, size_t
         return NULL;
     }
     memset(e, 0, sizeof(*e));
-    memcpy(e->data, key, klen);
+    if (klen != 0)
+        memcpy(e->data, key, klen);
     e->klen = (uint8_t)klen;
     e->vlen = (uint32_t)vlen;
     e->hash = table_hash(key, klen);
