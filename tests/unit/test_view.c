@@ -83,16 +83,13 @@ static void test_names(void)
 static void test_concurrent(void)
 {
     char out[VIEW_MAX][ADDR_MAX], addr[ADDR_MAX];
-    int fds[2], i, k, status, lists = 0, good = 1;
+    int i, k, status, lists = 0, good = 1;
     size_t n, j;
     pid_t pid;
 
     view_init(view);
     view_add_sh(view, "10.0.0.1:8090", PEER_SELF);
-    if (pipe(fds) != 0)
-        abort();
     if ((pid = fork()) == 0) {
-        close(fds[0]);
         for (k = 0; k < 200000; ++k) {
             i = k % 16;
             snprintf(addr, sizeof(addr), "10.0.3.%d:%d", i, 8000 + i);
@@ -101,10 +98,8 @@ static void test_concurrent(void)
             else
                 view_remove_sh(view, addr);
         }
-        (void)!write(fds[1], "d", 1);
         _exit(0);
     }
-    close(fds[1]);
     do {
         n = view_list(view, out, VIEW_MAX);
         ++lists;
@@ -115,7 +110,6 @@ static void test_concurrent(void)
         }
         good &= view_contains(view, "10.0.0.1:8090");
     } while (waitpid(pid, &status, WNOHANG) == 0);
-    close(fds[0]);
     ok(good, "%d lock-free listings during membership churn were all whole", lists);
     ok(view->seq % 2 == 0 && view->n == 17, "writer done: seqlock even, 17 rows");
 }
