@@ -107,10 +107,7 @@ int clock_covers(const struct clock_sh *clock, const struct vc_pair *m, size_t n
             return 0;
         if (clock_applied(clock, id) >= m[i].n)
             continue;
-        /* A settled retired incarnation's missing writes may have died
-         * with it; waiting for them could block for ever, so its component
-         * counts as met (late arrivals are still applied). */
-        if (__atomic_load_n(&clock->inc[id].flags, __ATOMIC_ACQUIRE) & INC_FINAL)
+        if (clock_retired_met(clock, id))
             continue;
         return 0;
     }

@@ -75,6 +75,17 @@ static inline uint64_t clock_applied(const struct clock_sh *clock, uint32_t id)
     return __atomic_load_n(&clock->applied[id], __ATOMIC_ACQUIRE);
 }
 
+/* Lock-free.  A settled retired incarnation's writes past final_seq died
+ * with it: once everything up to final_seq is applied here, any larger
+ * count of it is met (waiting could block for ever; late arrivals are
+ * still applied). */
+static inline int clock_retired_met(const struct clock_sh *clock, uint32_t id)
+{
+    if (!(__atomic_load_n(&clock->inc[id].flags, __ATOMIC_ACQUIRE) & INC_FINAL))
+        return 0;
+    return clock_applied(clock, id) >= __atomic_load_n(&clock->inc[id].final_seq, __ATOMIC_RELAXED);
+}
+
 /* Writer lock held.  applied[id] = max(applied[id], n). */
 void clock_advance_sh(struct clock_sh *clock, uint32_t id, uint64_t n);
 /* Writer lock held.  lamport = max(lamport, seen); returns it. */

@@ -242,7 +242,7 @@ static int deps_met(const struct clock_sh *clock, const struct store_record *rec
         uint32_t id = rec->deps[i].id;
         if (id == rec->origin)
             continue;
-        if (clock->applied[id] < rec->deps[i].n && !(clock->inc[id].flags & INC_FINAL))
+        if (clock->applied[id] < rec->deps[i].n && !clock_retired_met(clock, id))
             return 0;
     }
     return 1;

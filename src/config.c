@@ -50,8 +50,8 @@ static int parse_addr(struct config *cfg, const struct config_option *opt, const
 {
     char *dst = (char *)cfg + opt->offset;
 
-    if (*val == '\0' && opt->offset == FIELD(listen)) {
-        dst[0] = '\0'; /* default: the replica's own address */
+    if (*val == '\0') {
+        dst[0] = '\0'; /* unset; --listen then defaults to --address */
         return 0;
     }
     if (config_parse_addr(val, strlen(val), dst) != 0) {

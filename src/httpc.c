@@ -159,6 +159,19 @@ static void close_sock(httpc_conn_t *c)
     }
 }
 
+/* Close with a reset (SO_LINGER 0): the kernel drops whatever it still
+ * had queued for the peer.  Used when we give up on a peer, so that after
+ * a partition heals a retransmission can never deliver a request we
+ * abandoned. */
+static void abort_sock(httpc_conn_t *c)
+{
+    struct linger lg = {1, 0};
+
+    if (c->sock != NULL)
+        setsockopt(h2o_socket_get_fd(c->sock), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close_sock(c);
+}
+
 static void reset_response(httpc_conn_t *c)
 {
     c->state = RES_HEAD;
@@ -534,6 +547,7 @@ static void on_timer(h2o_socket_t *sock, const char *err)
     }
     /* an expiry left over from an earlier arming is not ours: check the clock */
     if (mono_ns() >= c->deadline_ns) {
+        abort_sock(c);
         fail(c, ERR_TIMEOUT);
         return;
     }
@@ -740,7 +754,7 @@ void httpc_set_max_body(httpc_conn_t *c, size_t max)
 
 void httpc_close(httpc_conn_t *c)
 {
-    close_sock(c);
+    abort_sock(c);
     if (c->busy)
         finish(c, 0, ERR_CANCELED);
 }

@@ -96,8 +96,8 @@ static void reap(pid_t pid, int status)
         rcu_clear_slot_sh(m.shm->rcu, c->slot);
         /* if it died holding the writer lock, recover the store now
          * rather than on the next write */
-        lock_acquire_sh(m.shm->lock);
-        lock_release_sh(m.shm->lock);
+        if (lock_reap_sh(m.shm->lock))
+            log_warn("recovered the store after a writer died holding the lock");
         if (WIFSIGNALED(status))
             log_warn("%s (pid %d) killed by signal %d; restarting", child_name(c, name, sizeof(name)), (int)pid,
                      WTERMSIG(status));

@@ -51,12 +51,15 @@ void peer_init(struct replicator *r, struct peer *p, int row)
     p->conn = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
     p->ctl = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
     p->state = -1;
+    /* rows of the initial VIEW get their grace from startup, rows added
+     * later from when they were added */
+    p->grace_until_ms = (r->view_version == (uint64_t)-1 ? r->started_ms : now_ms()) + r->cfg->join_grace_ms;
     if (strcmp(p->addr, r->cfg->address) == 0)
         peer_set_state(r, p, PEER_SELF);
     else if (!m->in_view)
         peer_set_state(r, p, PEER_EVICTED);
     else
-        peer_set_state(r, p, m->state == PEER_JOINING ? PEER_JOINING : PEER_ACTIVE);
+        peer_set_state(r, p, PEER_JOINING);
 }
 
 /* --- view broadcasts ------------------------------------------------------ */
@@ -144,14 +147,18 @@ static void readmit(struct replicator *r, struct peer *p)
     log_info("peer=%s re-admitted after %llu ms of answers", p->addr,
              (unsigned long long)(now_ms() - p->answering_since));
     peer_readmitted(r, p);
+    p->ever_answered = 1;
+    p->grace_until_ms = 0;
     broadcast_view(r, 1, p->addr, p);
 }
 
 void peer_readmitted(struct replicator *r, struct peer *p)
 {
-    peer_set_state(r, p, PEER_ACTIVE);
+    peer_set_state(r, p, PEER_JOINING);
     httpc_close(p->conn);
     reset_shipping(p);
+    p->ever_answered = 0;
+    p->grace_until_ms = now_ms() + r->cfg->join_grace_ms;
     p->answering_since = 0;
     p->last_exchange_ms = 0;
 }
@@ -320,19 +327,20 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
 }
 
 /* Everything before the first scanned record the peer still lacks is
- * acked: move the cursor there. */
+ * acked: move the cursor there.  Returns 1 if the batch carried records
+ * and none of them was taken (they wait for dependencies). */
 static int advance_cursor(struct replicator *r, struct peer *p)
 {
     const struct view_member *m = &r->shm->view->m[p->row];
     uint64_t old = p->cursor;
-    size_t i;
+    size_t i, n = p->nscan;
 
-    for (i = 0; i < p->nscan; ++i)
+    for (i = 0; i < n; ++i)
         if (p->scan[i].seq > m->acked[p->scan[i].origin])
             break;
-    p->cursor = i < p->nscan ? p->scan[i].pos : p->scan_end;
+    p->cursor = i < n ? p->scan[i].pos : p->scan_end;
     p->nscan = 0;
-    return p->cursor != old;
+    return n > 0 && p->cursor == old;
 }
 
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err)
@@ -341,7 +349,7 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
     struct replicator *r = p->r;
     uint64_t now = now_ms();
     uint32_t flags;
-    int had_clock = p->clock_known, moved;
+    int had_clock = p->clock_known, stalled = 0;
 
     p->inflight = 0;
     if (status == 0 && err != NULL && strcmp(err, "canceled") == 0)
@@ -354,7 +362,7 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
             snprintf(why, sizeof(why), "answered %d to a replication batch", status);
         if (status == 401)
             log_error("peer=%s rejects our cluster key", p->addr);
-        if (p->state == PEER_JOINING && now - r->started_ms < r->cfg->join_grace_ms) {
+        if (p->state == PEER_JOINING && !p->ever_answered && now < p->grace_until_ms) {
             p->retry_at_ms = now + r->cfg->heartbeat_ms;
             return;
         }
@@ -373,13 +381,12 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
         p->clock_known = 1;
         p->cursor = rlog_tail(r->shm->rlog);
         p->nscan = 0;
-        moved = 1;
     } else {
-        moved = advance_cursor(r, p);
+        stalled = advance_cursor(r, p);
     }
     /* more to send?  go on at once, unless the last batch made no
      * progress (its records wait for dependencies from elsewhere) */
-    p->retry_at_ms = moved ? 0 : now + r->cfg->heartbeat_ms;
+    p->retry_at_ms = stalled ? now + r->cfg->heartbeat_ms : 0;
     if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0)
         peer_ship(r, p, now);
 }
@@ -436,7 +443,7 @@ void peer_tick(struct replicator *r, struct peer *p, uint64_t now)
     switch (p->state) {
     case PEER_JOINING:
         /* never answered within the join grace? */
-        if (!p->ever_answered && now - r->started_ms >= r->cfg->join_grace_ms && !p->inflight) {
+        if (!p->ever_answered && now >= p->grace_until_ms && !p->inflight) {
             peer_evict(r, p, "never answered within the join grace");
             return;
         }

@@ -81,10 +81,8 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
         lock_acquire_sh(r->shm->lock);
         for (i = 0; i < msg.ncount; ++i) {
             struct incarnation *inc = &r->shm->clock->inc[msg.count[i].inc];
-            if ((msg.count[i].flags & INC_FINAL) && !(inc->flags & INC_FINAL)) {
-                inc->final_seq = msg.count[i].final_seq;
-                __atomic_store_n(&inc->flags, inc->flags | INC_RETIRED | INC_FINAL, __ATOMIC_RELEASE);
-            }
+            if ((msg.count[i].flags & INC_FINAL) && !(inc->flags & INC_FINAL))
+                clock_settle_sh(r->shm->clock, msg.count[i].inc, msg.count[i].final_seq);
         }
         lock_release_sh(r->shm->lock);
         log_info("installed a snapshot of %u entries from peer=%s", msg.nrec, from);
@@ -234,8 +232,7 @@ static void settle_retired(struct replicator *r)
         if (!settled)
             continue;
         lock_acquire_sh(r->shm->lock);
-        inc->final_seq = clock->applied[id];
-        __atomic_store_n(&inc->flags, inc->flags | INC_FINAL, __ATOMIC_RELEASE);
+        clock_settle_sh(clock, id, clock->applied[id]);
         lock_release_sh(r->shm->lock);
         log_info("incarnation %s/%llu retired at seq %llu; later writes of it are lost", inc->addr,
                  (unsigned long long)inc->stamp, (unsigned long long)inc->final_seq);

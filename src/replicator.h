@@ -45,6 +45,7 @@ struct peer {
 
     /* liveness */
     int ever_answered;
+    uint64_t grace_until_ms;  /* a JOINING peer is not evicted before */
     uint64_t answering_since; /* first of an unbroken run of probe answers */
     uint64_t stamp;           /* the peer's incarnation, as it last said */
 
@@ -89,7 +90,8 @@ void peer_tick(struct replicator *r, struct peer *p, uint64_t now);
 void peer_ship(struct replicator *r, struct peer *p, uint64_t now);
 void peer_evict(struct replicator *r, struct peer *p, const char *why);
 void peer_set_state(struct replicator *r, struct peer *p, int state);
-void peer_readmitted(struct replicator *r, struct peer *p); /* re-added from outside */
+/* Re-added from outside (PUT /view): JOINING until it answers. */
+void peer_readmitted(struct replicator *r, struct peer *p);
 void peer_removed(struct replicator *r, struct peer *p);    /* deleted from outside */
 void peer_ping(struct replicator *r, struct peer *p, httpc_cb cb);
 /* Queue PUT (put=1) or DELETE /view {addr} to every in-view peer but
