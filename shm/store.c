@@ -18,6 +18,7 @@
  * is lost and nothing half-written is visible.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -332,14 +333,95 @@ static int install_entry(shm_t *shm, const struct store_entry_in *in)
     return 0;
 }
 
+/* Remove the entry e (writer lock held) and retire it. */
+static void unlink_entry(shm_t *shm, const struct entry *e)
+{
+    struct entry *gone = table_remove_sh(shm->table, entry_key(e), e->klen, e->hash);
+
+    if (gone == NULL)
+        return;
+    if (gone->flags & ENTRY_TOMBSTONE)
+        --shm->table->ntomb;
+    else
+        --shm->table->nlive;
+    rcu_retire_sh(shm->rcu, &gone->rcu);
+}
+
+struct reap_ctx {
+    shm_t *shm;
+    const uint64_t *floor;
+    uint32_t ninc;
+    size_t n;
+};
+
+static int reap_one(const struct entry *e, void *arg)
+{
+    struct reap_ctx *ctx = arg;
+
+    if ((e->flags & ENTRY_TOMBSTONE) && e->origin < ctx->ninc && e->seq <= ctx->floor[e->origin]) {
+        unlink_entry(ctx->shm, e);
+        ++ctx->n;
+    }
+    return 0;
+}
+
+size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
+{
+    struct reap_ctx ctx = {shm, floor, ninc, 0};
+
+    lock_acquire_sh(shm->lock);
+    if (shm->table->ntomb != 0)
+        table_foreach_sh(shm->table, reap_one, &ctx); /* removing the visited slot is safe */
+    lock_release_sh(shm->lock);
+    return ctx.n;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct store_entry_in *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
+    return c != 0 ? c : (int)x->klen - (int)y->klen;
+}
+
+struct stale_ctx {
+    shm_t *shm;
+    const struct store_entry_in *sorted;
+    size_t n;
+    const uint64_t *clock;
+    uint32_t ninc;
+};
+
+/* Covered by the transferred clock but absent from the transfer: the key
+ * was deleted and its tombstone reaped at the source. */
+static int drop_stale(const struct entry *e, void *arg)
+{
+    struct stale_ctx *ctx = arg;
+    struct store_entry_in probe = {0};
+
+    if (e->origin >= ctx->ninc || e->seq > ctx->clock[e->origin])
+        return 0;
+    probe.key = entry_key(e);
+    probe.klen = e->klen;
+    if (bsearch(&probe, ctx->sorted, ctx->n, sizeof(probe), cmp_key) == NULL)
+        unlink_entry(ctx->shm, e);
+    return 0;
+}
+
 int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc)
 {
+    struct store_entry_in *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
+    struct stale_ctx stale = {shm, sorted, n, clock, ninc};
     size_t i;
     uint32_t id;
     int r = 0;
 
+    if (sorted == NULL)
+        return -1;
+    memcpy(sorted, entries, sizeof(*sorted) * n);
+    qsort(sorted, n, sizeof(*sorted), cmp_key);
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
+    table_foreach_sh(shm->table, drop_stale, &stale);
     for (i = 0; i < n && r == 0; ++i)
         r = install_entry(shm, &entries[i]);
     if (r == 0) {
@@ -350,5 +432,6 @@ int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n,
         rlog_mark_installed_sh(shm->rlog, clock, ninc);
     }
     lock_release_sh(shm->lock);
+    free(sorted);
     return r;
 }

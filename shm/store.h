@@ -98,8 +98,15 @@ struct store_entry_in {
 
 /* Install a state transfer: entries merge by last-writer-wins, the clock
  * becomes the component-wise max, and the log's tail clock records that
- * these writes cannot be shipped from our log.  clock[] is indexed by
+ * these writes cannot be shipped from our log.  A local entry whose write
+ * the transferred clock covers but whose key the transfer lacks was
+ * deleted and reaped at the source: it is removed here too.  clock[] is indexed by
  * local id (ninc entries).  Returns 0, or -1 if the store filled up. */
 int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc);
+
+/* Remove tombstones whose write every replica has applied: floor[id] is
+ * the smallest applied count of incarnation id among all view members
+ * (ourselves included).  Writer lock taken inside.  Returns how many. */
+size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc);
 
 #endif

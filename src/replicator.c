@@ -234,9 +234,42 @@ static void settle_retired(struct replicator *r)
         lock_acquire_sh(r->shm->lock);
         clock_settle_sh(clock, id, clock->applied[id]);
         lock_release_sh(r->shm->lock);
-        log_info("incarnation %s/%llu retired at seq %llu; later writes of it are lost", inc->addr,
+        log_info("incarnation %s/%llu settled at seq %llu: any later write of it died with it", inc->addr,
                  (unsigned long long)inc->stamp, (unsigned long long)inc->final_seq);
     }
+}
+
+/* --- tombstones ---------------------------------------------------------------- */
+
+#define REAP_INTERVAL_MS 2000
+
+/* Tombstones every view member has applied can go: a replica outside the
+ * view that still lacks one gets the delete from a log, or, if the logs
+ * no longer hold it, a snapshot whose install drops the stale key. */
+static void reap_tombstones(struct replicator *r, uint64_t now)
+{
+    uint64_t floor[CLOCK_MAX];
+    uint32_t ninc = clock_snapshot(r->shm->clock, floor), id;
+    size_t n;
+    int i;
+
+    if (now - r->reaped_ms < REAP_INTERVAL_MS || r->shm->table->ntomb == 0)
+        return;
+    r->reaped_ms = now;
+    for (i = 0; i < VIEW_MAX; ++i) {
+        const struct peer *p = &r->peer[i];
+        const struct view_member *m;
+        if (p->row < 0 || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
+            continue;
+        m = &r->shm->view->m[p->row];
+        if (p->state != PEER_ACTIVE || m->acked_at_ms == 0)
+            return; /* a member we have not heard from may lack them */
+        for (id = 0; id < ninc; ++id)
+            if (m->acked[id] < floor[id])
+                floor[id] = m->acked[id];
+    }
+    if ((n = store_reap_sh(r->shm, floor, ninc)) != 0)
+        log_debug("reaped %zu tombstones", n);
 }
 
 /* --- the loop ------------------------------------------------------------------ */
@@ -264,6 +297,8 @@ static void tick(struct replicator *r)
             peer_tick(r, &r->peer[i], now);
     /* retired incarnations everyone has reported on? */
     settle_retired(r);
+    /* tombstones every member has applied? */
+    reap_tombstones(r, now);
 }
 
 /* New log records: ship to every idle active peer at once. */

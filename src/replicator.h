@@ -69,6 +69,7 @@ struct replicator {
     uint64_t view_version;
     uint64_t started_ms;
     uint64_t log_seen;
+    uint64_t reaped_ms;
 
     /* joining: 0 pinging peers, 1 pulling a snapshot, 2 done */
     int join_phase;
