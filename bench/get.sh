@@ -51,6 +51,7 @@ LUA
 mkdir -p "$tmp/docroot"
 head -c 1024 /dev/zero | tr '\0' x >"$tmp/docroot/file"
 cat >"$tmp/h2o.conf" <<CONF
+user: root
 listen:
   host: ${H2O_ADDR%:*}
   port: ${H2O_ADDR#*:}
