@@ -23,6 +23,7 @@
 #include "rcu.h"
 #include "rlog.h"
 #include "shm.h"
+#include "stats.h"
 #include "table.h"
 #include "view.h"
 
@@ -68,6 +69,10 @@ static size_t table_region(const struct shm_params *params)
 {
     return table_size();
 }
+static size_t stats_region(const struct shm_params *params)
+{
+    return stats_size();
+}
 static size_t rlog_region(const struct shm_params *params)
 {
     return rlog_size(rlog_bytes(params));
@@ -112,6 +117,12 @@ static int table_region_init(shm_t *shm, void *mem, size_t len, const struct shm
     return table_init(shm->table = mem, shm->arena, SHM_TABLE_SLOTS);
 }
 
+static int stats_region_init(shm_t *shm, void *mem, size_t len, const struct shm_params *params)
+{
+    stats_init(shm->stats = mem);
+    return 0;
+}
+
 static int rlog_region_init(shm_t *shm, void *mem, size_t len, const struct shm_params *params)
 {
     size_t ring = rlog_bytes(params) & ~(size_t)7;
@@ -147,6 +158,7 @@ static const struct region regions[] = {
     { "header", header_size, header_init, 0 },    { "lock", lock_region, lock_region_init, 0 },
     { "rcu", rcu_region, rcu_region_init, 0 },    { "clock", clock_region, clock_region_init, 0 },
     { "view", view_region, view_region_init, 0 }, { "table", table_region, table_region_init, 1 },
+    { "stats", stats_region, stats_region_init, 0 },
     { "rlog", rlog_region, rlog_region_init, 0 }, { "arena", arena_region, arena_region_init, 0 },
 };
 

@@ -68,6 +68,7 @@ typedef struct shm {
     struct clock_sh *clock;
     struct view_sh *view;
     struct rlog_sh *rlog;
+    struct stats_sh *stats;
 } shm_t;
 
 /* Map and lay out a new store.  Returns NULL with errno set on failure. */

@@ -11,6 +11,8 @@
 
 #include "http.h"
 #include "log.h"
+#include "stats.h"
+#include <time.h>
 
 struct kvsd_handler {
     h2o_handler_t super;
@@ -18,6 +20,14 @@ struct kvsd_handler {
 };
 
 static int access_log;
+
+/* The request being handled.  Handlers answer synchronously, so one per
+ * worker is enough: on_req() sets it, http_send_type() counts it. */
+static struct {
+    struct http_env *env;
+    int route;
+    struct timespec start;
+} current;
 
 static void log_access(h2o_req_t *req, int status, size_t len)
 {
@@ -69,6 +79,14 @@ void http_send_type(h2o_req_t *req, int status, const char *type, const char *bo
 
     if (access_log)
         log_access(req, status, len);
+    if (current.env != NULL) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        stats_request(current.env->shm->stats, current.env->slot, current.route, status,
+                      (uint64_t)((now.tv_sec - current.start.tv_sec) * 1000000 +
+                                 (now.tv_nsec - current.start.tv_nsec) / 1000));
+        current.env = NULL;
+    }
     req->res.status = status;
     req->res.reason = reason(status);
     req->res.content_length = len;
@@ -110,14 +128,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     const char *path = req->path.base;
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 
-    if (PATH_HAS_PREFIX(path, len, "/kvs/") && len > 5)
+    current.env = env;
+    clock_gettime(CLOCK_MONOTONIC, &current.start);
+    if (PATH_HAS_PREFIX(path, len, "/kvs/") && len > 5) {
+        current.route = METHOD(req, "GET") ? ROUTE_KVS_GET : METHOD(req, "PUT") ? ROUTE_KVS_PUT
+                        : METHOD(req, "DELETE")  ? ROUTE_KVS_DELETE
+                                                 : ROUTE_OTHER;
         return http_kvs(env, req, path + 5, len - 5);
-    if (PATH_IS(path, len, "/view"))
+    }
+    if (PATH_IS(path, len, "/view")) {
+        current.route = ROUTE_VIEW;
         return http_view(env, req);
-    if (PATH_HAS_PREFIX(path, len, "/internal/"))
+    }
+    if (PATH_HAS_PREFIX(path, len, "/internal/")) {
+        current.route = ROUTE_INTERNAL;
         return http_internal(env, req, path, len);
+    }
+    current.route = ROUTE_OPS;
     if (http_health(env, req, path, len) == 0)
         return 0;
+    current.route = ROUTE_OTHER;
     http_send_lit(req, 404, "{\"error\": \"Not found\"}");
     return 0;
 }

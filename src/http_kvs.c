@@ -60,6 +60,30 @@ static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
     return 0;
 }
 
+/* Writes a client saw that died with a crashed incarnation: count them
+ * (clock.h lost_upto) and say so once per incarnation. */
+static void note_lost(shm_t *shm, const struct deps *d)
+{
+    size_t i;
+
+    for (i = 0; i < d->n; ++i) {
+        struct incarnation *inc = &shm->clock->inc[d->pair[i].id];
+        uint64_t seen, n = d->pair[i].n;
+
+        if (n <= clock_applied(shm->clock, d->pair[i].id) || !clock_retired_met(shm->clock, d->pair[i].id))
+            continue;
+        seen = __atomic_load_n(&inc->lost_upto, __ATOMIC_RELAXED);
+        while (n > seen && !__atomic_compare_exchange_n(&inc->lost_upto, &seen, n, 0, __ATOMIC_RELAXED,
+                                                        __ATOMIC_RELAXED))
+            ;
+        if (seen == 0)
+            log_warn("a client saw writes %llu..%llu of %s/%llu, which crashed before any replica got them: "
+                     "treating them as lost",
+                     (unsigned long long)inc->final_seq + 1, (unsigned long long)n, inc->addr,
+                     (unsigned long long)inc->stamp);
+    }
+}
+
 /* M' = max(M, C): what the client has now seen. */
 static uint32_t merge_clock(shm_t *shm, const struct deps *d, uint64_t *c)
 {
@@ -208,6 +232,7 @@ int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t ra
         http_send_lit(req, 503, E_UNSATISFIED);
         return 0;
     }
+    note_lost(env->shm, &d);
     if (is_get)
         return do_get(env, req, key, klen, &d);
     return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){NULL, 0}, &d);

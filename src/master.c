@@ -24,6 +24,7 @@
 #include "rcu.h"
 #include "replicator.h"
 #include "shm.h"
+#include "stats.h"
 #include "store.h"
 #include "util.h"
 #include "view.h"
@@ -105,6 +106,7 @@ static void reap(pid_t pid, int status)
             log_warn("%s (pid %d) exited with status %d; restarting", child_name(c, name, sizeof(name)), (int)pid,
                      WEXITSTATUS(status));
         ++c->restarts;
+        stats_add(&m.shm->stats->child_restarts, 1);
         c->respawn_at_ms = now - c->started_ms < CRASH_WINDOW_MS ? now + RESPAWN_BACKOFF_MS : now;
         return;
     }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "replicator.h"
 #include "rlog.h"
+#include "stats.h"
 #include "util.h"
 
 #define BATCH_BYTES (256 * 1024)
@@ -134,6 +135,7 @@ void peer_evict(struct replicator *r, struct peer *p, const char *why)
     lock_release_sh(r->shm->lock);
     r->view_version = __atomic_load_n(&r->shm->view->version, __ATOMIC_ACQUIRE);
     log_warn("peer=%s evicted: %s", p->addr, why);
+    stats_add(&r->stats->evictions, 1);
     if (removed)
         broadcast_view(r, 0, p->addr, p);
 }
@@ -146,6 +148,7 @@ static void readmit(struct replicator *r, struct peer *p)
     r->view_version = __atomic_load_n(&r->shm->view->version, __ATOMIC_ACQUIRE);
     log_info("peer=%s re-admitted after %llu ms of answers", p->addr,
              (unsigned long long)(now_ms() - p->answering_since));
+    stats_add(&r->stats->readmissions, 1);
     peer_readmitted(r, p);
     p->ever_answered = 1;
     p->grace_until_ms = 0;
@@ -264,7 +267,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     struct wire_inc from;
     struct buf out = {0};
     uint32_t flags = 0;
-    uint64_t pos;
+    uint64_t pos, oldest = 0;
     size_t bytes = 0;
 
     if (p->inflight)
@@ -304,6 +307,8 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                 continue;
             }
             scan_push(p, at, rec->origin, rec->seq);
+            if (rec->seq > m->acked[rec->origin] && oldest == 0)
+                oldest = rec->pad ? rec->pad : 1;
             if (rec->seq > m->acked[rec->origin] && worth_sending(r, rec, now)) {
                 wire_enc_record(&enc, r->shm->clock, rec->origin, rec->seq, rec->lamport,
                                 (rec->flags & RLOG_TOMBSTONE) != 0, rlog_rec_key(rec), rec->klen, rlog_rec_value(rec),
@@ -316,6 +321,11 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     memcpy(from.addr, r->cfg->address, ADDR_MAX);
     from.stamp = r->shm->clock->inc[r->shm->clock->self].stamp;
     wire_enc_finish(&enc, "KVB1", &from, flags, &out);
+    stats_add(&r->stats->batches, 1);
+    stats_add(&r->stats->records_shipped, enc.nrec);
+    stats_add(&r->stats->bytes_shipped, out.len);
+    stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(rlog) - p->cursor);
+    stats_set(&r->stats->peer_lag_ms[p->row], oldest ? (uint32_t)now - (uint32_t)oldest : 0);
     wire_enc_free(&enc);
     if (httpc_request(p->conn, "POST", "/internal/replicate", r->extra_headers, out.p, out.len,
                       r->cfg->peer_timeout_ms, on_shipped, p) == 0) {

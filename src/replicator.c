@@ -21,6 +21,7 @@
 #include "rcu.h"
 #include "replicator.h"
 #include "rlog.h"
+#include "stats.h"
 #include "store.h"
 #include "util.h"
 
@@ -86,6 +87,7 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
         }
         lock_release_sh(r->shm->lock);
         log_info("installed a snapshot of %u entries from peer=%s", msg.nrec, from);
+        stats_add(&r->stats->snapshots_installed, 1);
     } else {
         log_error("snapshot from peer=%s does not fit in the store", from);
     }
@@ -328,6 +330,7 @@ static void setup(struct replicator *r, shm_t *shm, const struct config *cfg, in
 
     memset(r, 0, sizeof(*r));
     r->shm = shm;
+    r->stats = &shm->stats->proc[slot];
     r->cfg = cfg;
     r->loop = h2o_evloop_create();
     r->started_ms = now_ms();

@@ -60,6 +60,7 @@ struct peer {
 
 struct replicator {
     shm_t *shm;
+    struct proc_stats *stats; /* our slot's counters */
     const struct config *cfg;
     h2o_evloop_t *loop;
     h2o_socket_t *wake;

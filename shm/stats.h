@@ -1,0 +1,61 @@
+/*
+ * stats.h - counters for /metrics, in shared memory.
+ *
+ * Concurrency contract: each process slot's proc_stats is written only by
+ * the process that owns the slot (plain relaxed atomic increments, no
+ * lock, no shared cache line with another writer); /metrics sums all
+ * slots.  Counters of a slot survive its process being restarted, so
+ * they stay monotonic.  The master alone writes the globals.
+ */
+#ifndef KVSD_STATS_H
+#define KVSD_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm.h"
+#include "view.h"
+
+enum stat_route { ROUTE_KVS_GET, ROUTE_KVS_PUT, ROUTE_KVS_DELETE, ROUTE_VIEW, ROUTE_INTERNAL, ROUTE_OPS, ROUTE_OTHER,
+                  ROUTE_N };
+enum stat_status { ST_200, ST_201, ST_400, ST_401, ST_404, ST_405, ST_413, ST_503, ST_507, ST_OTHER, ST_N };
+
+#define STATS_LAT_BUCKETS 12
+
+extern const char *const stat_route_names[ROUTE_N];
+extern const int stat_status_codes[ST_N]; /* 0 for ST_OTHER */
+extern const double stat_latency_bounds[STATS_LAT_BUCKETS]; /* seconds; last is +Inf */
+
+struct proc_stats {
+    uint64_t requests[ROUTE_N][ST_N];
+    uint64_t latency[STATS_LAT_BUCKETS]; /* non-cumulative bucket counts */
+    uint64_t latency_sum_us;
+    /* replicator */
+    uint64_t evictions;
+    uint64_t readmissions;
+    uint64_t batches;
+    uint64_t records_shipped;
+    uint64_t bytes_shipped;
+    uint64_t snapshots_installed;
+    uint64_t peer_queued_bytes[VIEW_MAX];
+    uint64_t peer_lag_ms[VIEW_MAX];
+} __attribute__((aligned(64)));
+
+struct stats_sh {
+    struct proc_stats proc[SHM_MAX_PROCS];
+    uint64_t child_restarts; /* master */
+};
+
+size_t stats_size(void);
+void stats_init(struct stats_sh *stats);
+
+static inline void stats_add(uint64_t *counter, uint64_t n) { __atomic_add_fetch(counter, n, __ATOMIC_RELAXED); }
+static inline void stats_set(uint64_t *counter, uint64_t v) { __atomic_store_n(counter, v, __ATOMIC_RELAXED); }
+
+/* Count one request of a worker (slot), with its latency. */
+void stats_request(struct stats_sh *stats, int slot, int route, int status, uint64_t latency_us);
+
+/* Sum every slot into out. */
+void stats_sum(const struct stats_sh *stats, struct proc_stats *out);
+
+#endif
