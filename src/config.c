@@ -164,6 +164,7 @@ static const struct range ranges[] = {
     {"probe-interval", 10, 600000},
     {"causal-wait", 0, 10000},
     {"request-timeout", 100, 3600000},
+    {"max-connections", 1, 1000000},
 };
 
 static int parse_unsigned(struct config *cfg, const struct config_option *opt, const char *val, char *err,
@@ -183,7 +184,7 @@ static int parse_unsigned(struct config *cfg, const struct config_option *opt, c
     }
     if (opt->offset == FIELD(workers))
         *(int *)dst = (int)n;
-    else if (duration)
+    else if (duration || opt->offset == FIELD(max_connections))
         *(unsigned *)dst = (unsigned)n;
     else
         *(size_t *)dst = (size_t)n;
@@ -270,6 +271,8 @@ const struct config_option config_options[] = {
     {"log-size", 0, "KVSD_LOG_SIZE", "BYTES", "0", "replication log ring (0: an eighth of --memory)", parse_size,
      FIELD(rlog_size)},
     {"max-body", 0, "KVSD_MAX_BODY", "BYTES", "1M", "largest request body accepted", parse_size, FIELD(max_body)},
+    {"max-connections", 0, "KVSD_MAX_CONNECTIONS", "N", "4096", "open client connections per worker", parse_size,
+     FIELD(max_connections)},
     {"request-timeout", 0, "KVSD_REQUEST_TIMEOUT", "MS", "10000", "time a client has to send a whole request",
      parse_ms, FIELD(request_timeout_ms)},
     {"peer-timeout", 0, "KVSD_PEER_TIMEOUT", "MS", "500", "a peer request unanswered this long evicts the peer",

@@ -40,6 +40,9 @@ static struct worker {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     struct http_env env;
+    unsigned nconns;    /* open client connections */
+    unsigned max_conns; /* --max-connections */
+    int paused;         /* listener stopped at the limit */
 } w;
 
 static void on_signal(int sig)
@@ -50,6 +53,19 @@ static void on_signal(int sig)
         got_term = 1;
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* At --max-connections the worker stops accepting; further connections
+ * wait in the kernel's queue (or go to another worker) until one closes. */
+static void on_conn_close(void *data)
+{
+    --w.nconns;
+    if (w.paused && w.nconns < w.max_conns) {
+        w.paused = 0;
+        h2o_socket_read_start(w.listener, on_accept);
+    }
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     h2o_socket_t *sock;
@@ -58,8 +74,17 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if (err != NULL)
         return;
     /* accept a few at a time so one busy listener cannot starve the loop */
-    for (i = 0; i < 16 && (sock = h2o_evloop_socket_accept(listener)) != NULL; ++i)
+    for (i = 0; i < 16 && w.nconns < w.max_conns && (sock = h2o_evloop_socket_accept(listener)) != NULL; ++i) {
+        ++w.nconns;
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = NULL;
         h2o_accept(&w.accept_ctx, sock);
+    }
+    if (w.nconns >= w.max_conns && !w.paused) {
+        w.paused = 1;
+        h2o_socket_read_stop(listener);
+        log_warn("%u connections open: not accepting more until one closes", w.nconns);
+    }
 }
 
 int listen_socket(const char *addr, char *err, size_t errlen)
@@ -125,6 +150,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     w.env.shm = shm;
     w.env.cfg = cfg;
     w.env.slot = slot;
+    w.max_conns = cfg->max_connections;
     h2o_config_init(&w.gconf);
     /* client bodies are limited to --max-body in the handler; the larger
      * transport limit leaves room for peers' replication batches */
@@ -155,11 +181,12 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
 
     /* drain: stop accepting, let in-flight requests and their responses
      * finish, close idle keep-alive connections */
-    h2o_socket_read_stop(w.listener);
+    if (!w.paused)
+        h2o_socket_read_stop(w.listener);
     h2o_socket_close(w.listener);
     h2o_context_request_shutdown(&w.ctx);
     deadline = now_ms() + DRAIN_MS;
-    while (now_ms() < deadline && !h2o_linklist_is_empty(&w.ctx.http1._conns))
+    while (now_ms() < deadline && w.nconns > 0 && !h2o_linklist_is_empty(&w.ctx.http1._conns))
         h2o_evloop_run(w.ctx.loop, 10);
     log_debug("exiting");
     exit(0);

@@ -1,0 +1,69 @@
+/*
+ * config.h - kvsd's configuration: one table of options (config.c) drives
+ * parsing from defaults, environment and flags (in that order of
+ * precedence, lowest first), `--help`, and the man page's option list.
+ */
+#ifndef KVSD_CONFIG_H
+#define KVSD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "clock.h"
+#include "view.h"
+
+#define EX_CONFIG_ 78 /* sysexits.h EX_CONFIG */
+
+struct config {
+    char address[ADDR_MAX]; /* this replica, IP:PORT */
+    char view[VIEW_MAX][ADDR_MAX];
+    size_t nview;
+    char listen[ADDR_MAX]; /* where to bind; default: address */
+    int workers;
+    size_t memory;
+    size_t rlog_size;
+    size_t max_body;
+    int log_level;
+    int log_format;
+    char log_file[256];
+    int access_log;
+    unsigned peer_timeout_ms;
+    unsigned heartbeat_ms;
+    unsigned readmit_delay_ms;
+    unsigned join_grace_ms;
+    unsigned probe_interval_ms;
+    unsigned causal_wait_ms;
+    unsigned request_timeout_ms;
+    unsigned max_connections;
+    char cluster_key[128];
+    int check_only;   /* -n */
+    int show_help;    /* --help */
+    int show_version; /* --version */
+};
+
+/* One option: a long flag, its environment variable (or NULL), a metavar
+ * (NULL for a switch), the default as text, and a one-line description. */
+struct config_option {
+    const char *flag;
+    char short_flag;
+    const char *env;
+    const char *metavar;
+    const char *def;
+    const char *help;
+    int (*parse)(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen);
+    size_t offset;
+};
+
+extern const struct config_option config_options[];
+extern const size_t config_noptions;
+
+/* Fill cfg from defaults, then environ, then argv.  Returns 0, or -1 with a
+ * one-line message in err. */
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+void config_usage(FILE *fp);
+
+/* Parse "IP:PORT" (dotted IPv4, port 1-65535) into a canonical string. */
+int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX]);
+
+#endif
