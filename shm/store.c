@@ -18,11 +18,13 @@
  * is lost and nothing half-written is visible.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "arena.h"
+#include "rlog.h"
 #include "lock.h"
 #include "rcu.h"
 #include "store.h"
@@ -433,5 +435,86 @@ int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n,
     }
     lock_release_sh(shm->lock);
     free(sorted);
+    return r;
+}
+
+struct check_ctx {
+    shm_t *shm;
+    char *buf;
+    size_t buflen;
+    int bad;
+};
+
+static int check_entry(const struct entry *e, void *arg)
+{
+    struct check_ctx *ctx = arg;
+    const struct clock_sh *clock = ctx->shm->clock;
+
+    if (e->origin >= clock->ninc || e->seq == 0 || e->seq > clock->applied[e->origin]) {
+        snprintf(ctx->buf, ctx->buflen, "entry %.*s: write %u/%llu not covered by the clock", (int)e->klen,
+                 entry_key(e), (unsigned)e->origin, (unsigned long long)e->seq);
+        ctx->bad = 1;
+        return 1;
+    }
+    if (e->hash != table_hash(entry_key(e), e->klen) || e->klen == 0 || e->klen > KEY_MAX) {
+        snprintf(ctx->buf, ctx->buflen, "entry %.*s: bad hash or key length", (int)e->klen, entry_key(e));
+        ctx->bad = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
+{
+    struct check_ctx ctx = {shm, buf, buflen, 0};
+    uint64_t pos, prev_seq[CLOCK_MAX] = {0};
+    char *rec = NULL;
+    size_t cap = 0, need = 0;
+    long n;
+    int r = 0;
+
+    lock_acquire_sh(shm->lock);
+    if (table_check(shm->table, why) != 0 || arena_check(shm->arena, why) != 0) {
+        r = -1;
+        goto out;
+    }
+    table_foreach_sh(shm->table, check_entry, &ctx);
+    if (ctx.bad) {
+        *why = buf;
+        r = -1;
+        goto out;
+    }
+    /* the log: every record readable, each origin's seqs increasing */
+    for (pos = rlog_tail(shm->rlog);;) {
+        n = rlog_read(shm->rlog, &pos, rec, cap, &need);
+        if (n == 0)
+            break;
+        if (n == -2) {
+            char *grown = realloc(rec, need);
+            if (grown == NULL)
+                break;
+            rec = grown;
+            cap = need;
+            continue;
+        }
+        if (n < 0) {
+            *why = "replication log: a record between tail and head is unreadable";
+            r = -1;
+            break;
+        }
+        const struct rlog_rec *h = (const void *)rec;
+        if (h->origin >= shm->clock->ninc || h->seq <= prev_seq[h->origin] ||
+            h->seq > shm->clock->applied[h->origin]) {
+            snprintf(buf, buflen, "replication log: record %u/%llu out of order or beyond the clock",
+                     (unsigned)h->origin, (unsigned long long)h->seq);
+            *why = buf;
+            r = -1;
+            break;
+        }
+        prev_seq[h->origin] = h->seq;
+    }
+out:
+    lock_release_sh(shm->lock);
+    free(rec);
     return r;
 }

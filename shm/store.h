@@ -109,4 +109,9 @@ int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n,
  * (ourselves included).  Writer lock taken inside.  Returns how many. */
 size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc);
 
+/* Consistency check of the whole store under the writer lock: table,
+ * arena, replication log, and every entry against the clock.  Returns 0,
+ * or -1 with a reason in why (a static string or buf). */
+int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why);
+
 #endif

@@ -4,6 +4,7 @@
  *   GET  /internal/ping       -> KVC1 clock (probes)
  *   POST /internal/replicate  KVB1 batch -> KVC1 clock (shipping, heartbeats)
  *   GET  /internal/snapshot   -> KVS1 every entry and the clock (joins)
+ *   GET  /internal/check      -> consistency check of the store (tests)
  *
  * With --cluster-key set, a request without the key in X-Kvsd-Cluster-Key
  * gets 401 and changes nothing.  A malformed batch gets 400 and changes
@@ -178,6 +179,24 @@ int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t
         return replicate(env, req);
     if (IS("/internal/snapshot") && METHOD(req, "GET"))
         return snapshot(env, req);
+    if (IS("/internal/check") && METHOD(req, "GET")) {
+        char buf[256], *body;
+        const char *why = NULL;
+        if (store_check_sh(env->shm, buf, sizeof(buf), &why) == 0) {
+            http_send_lit(req, 200, "{\"check\": \"ok\"}");
+        } else {
+            size_t i, n = strlen(why);
+            body = h2o_mem_alloc_pool(&req->pool, n + 48);
+            log_error("store check failed: %s", why);
+            snprintf(buf, sizeof(buf), "%s", why); /* keep the body valid JSON whatever the key bytes */
+            for (i = 0; buf[i] != '\0'; ++i)
+                if (buf[i] == '"' || buf[i] == '\\' || (unsigned char)buf[i] < 0x20)
+                    buf[i] = '?';
+            why = buf;
+            http_send(req, 500, body, (size_t)sprintf(body, "{\"check\": \"failed\", \"why\": \"%s\"}", why));
+        }
+        return 0;
+    }
 #undef IS
     http_send_lit(req, 404, "{\"error\": \"Not found\"}");
     return 0;
