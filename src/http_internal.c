@@ -180,7 +180,7 @@ int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t
     if (IS("/internal/snapshot") && METHOD(req, "GET"))
         return snapshot(env, req);
     if (IS("/internal/check") && METHOD(req, "GET")) {
-        char buf[256], *body;
+        char buf[256], clean[256], *body;
         const char *why = NULL;
         if (store_check_sh(env->shm, buf, sizeof(buf), &why) == 0) {
             http_send_lit(req, 200, "{\"check\": \"ok\"}");
@@ -188,11 +188,11 @@ int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t
             size_t i, n = strlen(why);
             body = h2o_mem_alloc_pool(&req->pool, n + 48);
             log_error("store check failed: %s", why);
-            snprintf(buf, sizeof(buf), "%s", why); /* keep the body valid JSON whatever the key bytes */
-            for (i = 0; buf[i] != '\0'; ++i)
-                if (buf[i] == '"' || buf[i] == '\\' || (unsigned char)buf[i] < 0x20)
-                    buf[i] = '?';
-            why = buf;
+            snprintf(clean, sizeof(clean), "%s", why); /* keep the body valid JSON whatever the key bytes */
+            for (i = 0; clean[i] != '\0'; ++i)
+                if (clean[i] == '"' || clean[i] == '\\' || (unsigned char)clean[i] < 0x20)
+                    clean[i] = '?';
+            why = clean;
             http_send(req, 500, body, (size_t)sprintf(body, "{\"check\": \"failed\", \"why\": \"%s\"}", why));
         }
         return 0;
