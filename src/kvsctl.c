@@ -1,0 +1,674 @@
+/*
+ * kvsctl.c - command-line client for a kvsd cluster.
+ *
+ * One invocation is one or a few blocking HTTP/1.1 requests (Connection:
+ * close, a timeout on connect, send and receive) to one replica.  What
+ * makes it more than curl is the session file: the causal-metadata of
+ * every response is merged into it and sent with every kvs request, so a
+ * shell user gets read-your-writes and monotonic reads across replicas
+ * (a replica that has not yet seen what the session has answers 503 and
+ * kvsctl exits 4).  The client never looks inside the metadata beyond
+ * merging {"IP:PORT/stamp": count} objects by taking the larger count.
+ *
+ * Exit status: 0 success, 1 not found, 2 usage, 3 server error or
+ * unreachable, 4 503 (causal dependencies not satisfied / not ready).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_NOTFOUND = 1, EXIT_USAGE = 2, EXIT_SERVER = 3, EXIT_UNAVAILABLE = 4 };
+
+#define KEY_MAX 50
+#define RESPONSE_MAX (64u << 20)
+
+struct opts {
+    const char *server;
+    const char *session; /* NULL: no session file */
+    int json;
+    int timeout_ms;
+};
+
+struct response {
+    int status;
+    char *body; /* NUL-terminated */
+    size_t len;
+};
+
+static const char *progname = "kvsctl";
+
+static void warnx_(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: kvsctl [-s HOST:PORT] [--json] [-t SECONDS] [--session FILE | --no-session] COMMAND\n"
+                "\n"
+                "commands:\n"
+                "  get KEY             print the value of KEY\n"
+                "  put KEY VALUE       set KEY (VALUE is a string, or JSON with --json)\n"
+                "  delete KEY          delete KEY\n"
+                "  view                list the replicas in the view\n"
+                "  view add ADDR       add IP:PORT to the view\n"
+                "  view delete ADDR    remove IP:PORT from the view\n"
+                "  status              health, readiness, view and key count\n"
+                "  session [clear]     print (or forget) the causal-metadata carried\n"
+                "\n"
+                "options:\n"
+                "  -s, --server HOST:PORT  replica to talk to ($KVSCTL_SERVER, default 127.0.0.1:8090)\n"
+                "  -j, --json              VALUE is JSON; print values and results as JSON\n"
+                "  -t, --timeout SECONDS   per-request timeout ($KVSCTL_TIMEOUT, default 5)\n"
+                "  --session FILE          session file ($KVSCTL_SESSION)\n"
+                "  --no-session            neither read nor write a session file\n"
+                "  -h, --help              print this help\n"
+                "\n"
+                "exit status: 0 ok, 1 not found, 2 usage, 3 server error or unreachable,\n"
+                "4 service unavailable (503: causal dependencies not satisfied, not ready)\n");
+}
+
+/* --- HTTP over a blocking socket --- */
+
+static int wait_fd(int fd, short events, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int r;
+
+    do
+        r = poll(&pfd, 1, timeout_ms);
+    while (r == -1 && errno == EINTR);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    return r == 1 ? 0 : -1;
+}
+
+static int connect_to(const char *server, int timeout_ms)
+{
+    char host[256];
+    const char *colon = strrchr(server, ':');
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res, *ai;
+    int fd = -1, err;
+
+    if (colon == NULL || colon == server || (size_t)(colon - server) >= sizeof(host) || colon[1] == '\0') {
+        warnx_("bad server address '%s': expected HOST:PORT", server);
+        return -2;
+    }
+    memcpy(host, server, (size_t)(colon - server));
+    host[colon - server] = '\0';
+    if ((err = getaddrinfo(host, colon + 1, &hints, &res)) != 0) {
+        warnx_("%s: %s", server, gai_strerror(err));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        socklen_t elen = sizeof(err);
+
+        if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) == -1)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, timeout_ms) == 0
+            && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0) {
+            if (err == 0)
+                break;
+            errno = err;
+        }
+        err = errno;
+        close(fd);
+        fd = -1;
+        errno = err;
+    }
+    freeaddrinfo(res);
+    if (fd == -1)
+        warnx_("cannot connect to %s: %s", server, strerror(errno));
+    return fd;
+}
+
+static int send_all(int fd, const char *buf, size_t len, int timeout_ms)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n, len -= (size_t)n;
+        } else if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            if (wait_fd(fd, POLLOUT, timeout_ms) != 0)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Read until the peer closes (we sent Connection: close) or the
+ * Content-Length is complete. */
+static int recv_response(int fd, int timeout_ms, struct response *res)
+{
+    size_t cap = 4096, len = 0, hdr_end = 0, want = (size_t)-1;
+    char *buf = malloc(cap), *p;
+
+    if (buf == NULL)
+        return -1;
+    for (;;) {
+        ssize_t n;
+
+        if (len + 1 >= cap) {
+            char *nb;
+            if (cap >= RESPONSE_MAX || (nb = realloc(buf, cap * 2)) == NULL)
+                goto fail;
+            buf = nb, cap *= 2;
+        }
+        n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            if (wait_fd(fd, POLLIN, timeout_ms) != 0)
+                goto fail;
+            continue;
+        }
+        if (n == -1)
+            goto fail;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (hdr_end == 0 && (p = strstr(buf, "\r\n\r\n")) != NULL) {
+            const char *cl;
+            hdr_end = (size_t)(p - buf) + 4;
+            for (cl = buf; (cl = strchr(cl, '\n')) != NULL && cl < p;)
+                if (strncasecmp(++cl, "content-length:", 15) == 0)
+                    want = hdr_end + strtoull(cl + 15, NULL, 10);
+        }
+        if (n == 0 || (hdr_end != 0 && len >= want))
+            break;
+    }
+    if (hdr_end == 0 || sscanf(buf, "HTTP/1.%*d %d", &res->status) != 1) {
+        errno = EPROTO;
+        goto fail;
+    }
+    if (want != (size_t)-1 && len < want) {
+        errno = EPIPE; /* closed before the whole body */
+        goto fail;
+    }
+    if (want != (size_t)-1)
+        len = want;
+    res->len = len - hdr_end;
+    memmove(buf, buf + hdr_end, res->len);
+    buf[res->len] = '\0';
+    res->body = buf;
+    return 0;
+fail:
+    free(buf);
+    return -1;
+}
+
+/* One request.  Returns 0 with *res filled, or an exit status. */
+static int http(const struct opts *o, const char *method, const char *path, const char *body, struct response *res)
+{
+    size_t blen = body ? strlen(body) : 0;
+    char head[1024];
+    int fd, n;
+
+    memset(res, 0, sizeof(*res));
+    if ((fd = connect_to(o->server, o->timeout_ms)) < 0)
+        return fd == -2 ? EXIT_USAGE : EXIT_SERVER;
+    n = snprintf(head, sizeof(head),
+                 "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kvsctl/" PACKAGE_VERSION
+                 "\r\nAccept: application/json\r\nConnection: close\r\n",
+                 method, path, o->server);
+    if (body != NULL)
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+                      blen);
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
+    if ((size_t)n >= sizeof(head)) {
+        close(fd);
+        warnx_("request line too long");
+        return EXIT_USAGE;
+    }
+    if (send_all(fd, head, (size_t)n, o->timeout_ms) != 0 || send_all(fd, body ? body : "", blen, o->timeout_ms) != 0
+        || recv_response(fd, o->timeout_ms, res) != 0) {
+        warnx_("%s %s on %s: %s", method, path, o->server, strerror(errno));
+        close(fd);
+        return EXIT_SERVER;
+    }
+    close(fd);
+    return 0;
+}
+
+/* --- session file: the causal-metadata carried between invocations --- */
+
+static json_t *session_load(const struct opts *o)
+{
+    json_error_t jerr;
+    json_t *m;
+
+    if (o->session == NULL || access(o->session, F_OK) != 0)
+        return json_null();
+    if ((m = json_load_file(o->session, JSON_DECODE_ANY, &jerr)) == NULL) {
+        warnx_("ignoring unreadable session file %s: %s", o->session, jerr.text);
+        return json_null();
+    }
+    return m;
+}
+
+/* Component-wise maximum of two clocks; anything not an object is "no
+ * dependencies".  Returns a new reference. */
+static json_t *metadata_merge(json_t *a, json_t *b)
+{
+    json_t *out, *v, *old;
+    const char *k;
+
+    if (!json_is_object(a))
+        return json_is_object(b) ? json_deep_copy(b) : json_null();
+    if (!json_is_object(b))
+        return json_deep_copy(a);
+    out = json_deep_copy(a);
+    json_object_foreach(b, k, v)
+    {
+        old = json_object_get(out, k);
+        if (old == NULL || !json_is_number(old) || (json_is_number(v) && json_number_value(v) > json_number_value(old)))
+            json_object_set(out, k, v);
+    }
+    return out;
+}
+
+static int session_store(const struct opts *o, json_t *m)
+{
+    char tmp[4096];
+    int fd;
+
+    if (o->session == NULL)
+        return 0;
+    if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", o->session, (int)getpid()) >= (int)sizeof(tmp))
+        return -1;
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1
+        || json_dumpfd(m, fd, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || write(fd, "\n", 1) != 1 || close(fd) != 0
+        || rename(tmp, o->session) != 0) {
+        warnx_("cannot write session file %s: %s", o->session, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Merge the response's causal-metadata, if any, into the session. */
+static void session_update(const struct opts *o, json_t *session, json_t *reply)
+{
+    json_t *m = json_object_get(reply, "causal-metadata"), *merged;
+
+    if (m == NULL || json_is_null(m))
+        return;
+    merged = metadata_merge(session, m);
+    session_store(o, merged);
+    json_decref(merged);
+}
+
+static const char *default_session(char *buf, size_t len)
+{
+    const char *s = getenv("KVSCTL_SESSION"), *home;
+
+    if (s != NULL && s[0] != '\0')
+        return s;
+    if ((s = getenv("XDG_RUNTIME_DIR")) != NULL && s[0] == '/') {
+        snprintf(buf, len, "%s/kvsctl.session", s);
+        return buf;
+    }
+    if ((home = getenv("HOME")) == NULL || home[0] == '\0')
+        return NULL;
+    snprintf(buf, len, "%s/.cache", home);
+    mkdir(buf, 0700);
+    snprintf(buf, len, "%s/.cache/kvsctl.session", home);
+    return buf;
+}
+
+/* --- commands --- */
+
+static char *url_path(const char *prefix, const char *key)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i, n = strlen(prefix);
+    char *out = malloc(n + strlen(key) * 3 + 1);
+
+    if (out == NULL)
+        abort();
+    memcpy(out, prefix, n);
+    for (i = 0; key[i] != '\0'; ++i) {
+        unsigned char c = (unsigned char)key[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~", c))
+            out[n++] = (char)c;
+        else
+            out[n++] = '%', out[n++] = hex[c >> 4], out[n++] = hex[c & 15];
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static void print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s != NULL)
+        puts(s);
+    free(s);
+}
+
+/* Print the server's {"error": ...} or the raw body, and map the status. */
+static int fail_status(const char *what, const struct response *r, json_t *reply)
+{
+    json_t *e = json_object_get(reply, "error");
+    const char *msg = json_is_string(e) ? json_string_value(e) : r->body;
+
+    warnx_("%s: %d %s", what, r->status, msg && msg[0] ? msg : "(no body)");
+    switch (r->status) {
+    case 404:
+        return EXIT_NOTFOUND;
+    case 503:
+        return EXIT_UNAVAILABLE;
+    default:
+        return EXIT_SERVER;
+    }
+}
+
+static int check_key(const char *key)
+{
+    if (strlen(key) > KEY_MAX) {
+        warnx_("key is longer than %d bytes", KEY_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_kvs(const struct opts *o, const char *method, const char *key, const char *value)
+{
+    json_t *session = session_load(o), *req = json_object(), *reply = NULL, *v = NULL;
+    char *path = url_path("/kvs/", key), *body = NULL;
+    struct response r;
+    json_error_t jerr;
+    int rc;
+
+    if (value != NULL) {
+        v = o->json ? json_loads(value, JSON_DECODE_ANY, &jerr) : json_string(value);
+        if (v == NULL) {
+            warnx_(o->json ? "VALUE is not valid JSON: %s" : "VALUE is not valid UTF-8%s", o->json ? jerr.text : "");
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        json_object_set_new(req, "value", v);
+    }
+    json_object_set(req, "causal-metadata", session);
+    body = json_dumps(req, JSON_COMPACT);
+    if ((rc = http(o, method, path, body, &r)) != 0)
+        goto out;
+    reply = json_loads(r.body, 0, &jerr);
+    session_update(o, session, reply);
+    if (r.status != 200 && r.status != 201) {
+        rc = fail_status(key, &r, reply);
+    } else if (value == NULL && strcmp(method, "GET") == 0) {
+        json_t *got = json_object_get(reply, "value");
+        if (got == NULL) {
+            warnx_("%s: malformed response: %s", key, r.body);
+            rc = EXIT_SERVER;
+        } else if (json_is_string(got) && !o->json) {
+            puts(json_string_value(got));
+        } else {
+            print_json(got);
+        }
+    } else if (o->json) {
+        print_json(reply);
+    } else {
+        json_t *res = json_object_get(reply, "result");
+        puts(json_is_string(res) ? json_string_value(res) : r.body);
+    }
+    free(r.body);
+out:
+    json_decref(reply);
+    json_decref(req);
+    json_decref(session);
+    free(body);
+    free(path);
+    return rc;
+}
+
+static int cmd_view(const struct opts *o, const char *op, const char *addr)
+{
+    json_t *reply = NULL, *req;
+    struct response r;
+    json_error_t jerr;
+    char *body = NULL;
+    int rc;
+
+    if (op == NULL) {
+        if ((rc = http(o, "GET", "/view", NULL, &r)) != 0)
+            return rc;
+        reply = json_loads(r.body, 0, &jerr);
+        if (r.status != 200) {
+            rc = fail_status("view", &r, reply);
+        } else if (o->json) {
+            print_json(reply);
+        } else {
+            json_t *view = json_object_get(reply, "view"), *a;
+            size_t i;
+            json_array_foreach(view, i, a) puts(json_string_value(a) ? json_string_value(a) : "?");
+        }
+        goto out;
+    }
+    req = json_pack("{ss}", "socket-address", addr);
+    body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if ((rc = http(o, strcmp(op, "add") == 0 ? "PUT" : "DELETE", "/view", body, &r)) != 0)
+        goto done;
+    reply = json_loads(r.body, 0, &jerr);
+    if (r.status != 200 && r.status != 201) {
+        rc = fail_status(addr, &r, reply);
+    } else if (o->json) {
+        print_json(reply);
+    } else {
+        json_t *res = json_object_get(reply, "result");
+        puts(json_is_string(res) ? json_string_value(res) : r.body);
+    }
+out:
+    free(r.body);
+done:
+    json_decref(reply);
+    free(body);
+    return rc;
+}
+
+/* Value of an unlabelled sample in Prometheus text, or -1. */
+static double metric_value(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p;
+
+    for (p = text; p != NULL && *p != '\0'; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static int cmd_status(const struct opts *o)
+{
+    struct response health, ready, view = {0}, metrics = {0};
+    json_t *vj = NULL, *out, *list;
+    double keys = -1;
+    int rc;
+
+    if ((rc = http(o, "GET", "/health", NULL, &health)) != 0)
+        return rc;
+    if ((rc = http(o, "GET", "/ready", NULL, &ready)) != 0) {
+        free(health.body);
+        return rc;
+    }
+    if (http(o, "GET", "/view", NULL, &view) == 0 && view.status == 200)
+        vj = json_loads(view.body, 0, NULL);
+    if (http(o, "GET", "/metrics", NULL, &metrics) == 0 && metrics.status == 200)
+        keys = metric_value(metrics.body, "kvsd_keys");
+    list = json_object_get(vj, "view");
+
+    out = json_pack("{ss sb sb sO}", "server", o->server, "health", health.status == 200, "ready",
+                    ready.status == 200, "view", list ? list : json_null());
+    json_object_set_new(out, "keys", keys >= 0 ? json_integer((json_int_t)keys) : json_null());
+    if (o->json) {
+        print_json(out);
+    } else {
+        json_t *a;
+        size_t i;
+
+        printf("server  %s\nhealth  %s\nready   %s\nview    ", o->server, health.status == 200 ? "ok" : "failing",
+               ready.status == 200 ? "yes" : "no");
+        json_array_foreach(list, i, a) printf("%s%s", i ? "," : "", json_string_value(a));
+        if (keys >= 0)
+            printf("\nkeys    %.0f\n", keys);
+        else
+            printf("\nkeys    unknown\n");
+    }
+    rc = health.status != 200 ? EXIT_SERVER : ready.status != 200 ? EXIT_UNAVAILABLE : EXIT_OK;
+    json_decref(out);
+    json_decref(vj);
+    free(health.body);
+    free(ready.body);
+    free(view.body);
+    free(metrics.body);
+    return rc;
+}
+
+static int cmd_session(const struct opts *o, const char *op)
+{
+    json_t *m;
+
+    if (o->session == NULL) {
+        warnx_("no session file");
+        return EXIT_USAGE;
+    }
+    if (op != NULL) {
+        if (unlink(o->session) != 0 && errno != ENOENT) {
+            warnx_("%s: %s", o->session, strerror(errno));
+            return EXIT_SERVER;
+        }
+        return EXIT_OK;
+    }
+    m = session_load(o);
+    print_json(m);
+    json_decref(m);
+    return EXIT_OK;
+}
+
+/* --- command line --- */
+
+static int need(int argc, int want_min, int want_max)
+{
+    if (argc < want_min || argc > want_max) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.server = NULL, .timeout_ms = 5000};
+    char *pos[8], session_buf[4096];
+    const char *env;
+    int npos = 0, i, no_session = 0, options_done = 0;
+    const char *session_flag = NULL;
+
+    if ((env = getenv("KVSCTL_SERVER")) != NULL && env[0] != '\0')
+        o.server = env;
+    if ((env = getenv("KVSCTL_TIMEOUT")) != NULL && atof(env) > 0)
+        o.timeout_ms = (int)(atof(env) * 1000);
+
+    for (i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+
+        if (options_done || a[0] != '-' || a[1] == '\0') {
+            if (npos == (int)(sizeof(pos) / sizeof(pos[0]))) {
+                usage(stderr);
+                return EXIT_USAGE;
+            }
+            pos[npos++] = argv[i];
+        } else if (strcmp(a, "--") == 0) {
+            options_done = 1;
+        } else if (strcmp(a, "-j") == 0 || strcmp(a, "--json") == 0) {
+            o.json = 1;
+        } else if (strcmp(a, "--no-session") == 0) {
+            no_session = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "-s") == 0 || strcmp(a, "--server") == 0 || strcmp(a, "-t") == 0
+                   || strcmp(a, "--timeout") == 0 || strcmp(a, "--session") == 0) {
+            if (i + 1 == argc) {
+                warnx_("option %s needs a value", a);
+                return EXIT_USAGE;
+            }
+            if (a[1] == 's' || strcmp(a, "--server") == 0)
+                o.server = argv[++i];
+            else if (strcmp(a, "--session") == 0)
+                session_flag = argv[++i];
+            else if (atof(argv[++i]) > 0)
+                o.timeout_ms = (int)(atof(argv[i]) * 1000);
+            else {
+                warnx_("bad timeout '%s'", argv[i]);
+                return EXIT_USAGE;
+            }
+        } else {
+            warnx_("unknown option '%s' (a VALUE starting with '-' goes after --)", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (o.server == NULL)
+        o.server = "127.0.0.1:8090";
+    if (!no_session)
+        o.session = session_flag ? session_flag : default_session(session_buf, sizeof(session_buf));
+    if (npos == 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    if (strcmp(pos[0], "get") == 0 || strcmp(pos[0], "delete") == 0) {
+        if (need(npos, 2, 2) != 0 || check_key(pos[1]) != 0)
+            return EXIT_USAGE;
+        return cmd_kvs(&o, pos[0][0] == 'g' ? "GET" : "DELETE", pos[1], NULL);
+    }
+    if (strcmp(pos[0], "put") == 0) {
+        if (need(npos, 3, 3) != 0 || check_key(pos[1]) != 0)
+            return EXIT_USAGE;
+        return cmd_kvs(&o, "PUT", pos[1], pos[2]);
+    }
+    if (strcmp(pos[0], "view") == 0) {
+        if (npos == 1)
+            return cmd_view(&o, NULL, NULL);
+        if (need(npos, 3, 3) != 0 || (strcmp(pos[1], "add") != 0 && strcmp(pos[1], "delete") != 0)) {
+            if (npos == 3)
+                usage(stderr);
+            return EXIT_USAGE;
+        }
+        return cmd_view(&o, pos[1], pos[2]);
+    }
+    if (strcmp(pos[0], "status") == 0)
+        return need(npos, 1, 1) != 0 ? EXIT_USAGE : cmd_status(&o);
+    if (strcmp(pos[0], "session") == 0) {
+        if (need(npos, 1, 2) != 0 || (npos == 2 && strcmp(pos[1], "clear") != 0)) {
+            if (npos == 2)
+                usage(stderr);
+            return EXIT_USAGE;
+        }
+        return cmd_session(&o, npos == 2 ? pos[1] : NULL);
+    }
+    warnx_("unknown command '%s'", pos[0]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
