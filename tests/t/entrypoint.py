@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""entrypoint.py -- docker/entrypoint.sh, without a Docker engine.
+
+The entrypoint runs with a fake kvsd first on PATH (a script that prints
+its environment and arguments, and mimics kvsd's exit 78 when no address
+is configured), then with the real binary and -n:
+
+* SOCKET_ADDRESS=IP:PORT gives KVSD_LISTEN=0.0.0.0:PORT;
+* an explicit KVSD_LISTEN passes through unchanged;
+* arguments pass through, and kvsd is exec'd (same pid, so docker's
+  SIGTERM reaches it);
+* SOCKET_ADDRESS missing or malformed: nothing derived, exit 78 with
+  kvsd's one-line message.
+
+Environment: KVSD_BIN, KVSD_SRCDIR.  TAP output.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+n = 0
+failed = 0
+
+
+def ok(cond, name, diag=""):
+    global n, failed
+    n += 1
+    print("%sok %d - %s" % ("" if cond else "not ", n, name))
+    if not cond:
+        failed += 1
+        for line in str(diag).splitlines():
+            print("#   " + line)
+    sys.stdout.flush()
+    return cond
+
+
+srcdir = os.environ.get("KVSD_SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+entrypoint = os.path.join(srcdir, "docker", "entrypoint.sh")
+kvsd = os.path.abspath(os.environ.get("KVSD_BIN", "kvsd"))
+tmp = tempfile.mkdtemp(prefix="entrypoint-test-")
+
+FAKE = r"""#!/bin/sh
+# fake kvsd: report what the entrypoint handed over
+case " $* " in *" --address "* | *" -a "*) have_addr=1 ;; *) have_addr= ;; esac
+if [ -z "${SOCKET_ADDRESS:-}" ] && [ -z "$have_addr" ]; then
+    echo "kvsd: no replica address: set SOCKET_ADDRESS or --address IP:PORT" >&2
+    exit 78
+fi
+echo "PID=$$"
+echo "KVSD_LISTEN=${KVSD_LISTEN-<unset>}"
+echo "SOCKET_ADDRESS=${SOCKET_ADDRESS-<unset>}"
+echo "ARGS=$*"
+"""
+
+
+def bindir(name, kvsd_path=None):
+    d = os.path.join(tmp, name)
+    os.makedirs(d)
+    target = os.path.join(d, "kvsd")
+    if kvsd_path:
+        os.symlink(kvsd_path, target)
+    else:
+        with open(target, "w") as f:
+            f.write(FAKE)
+        os.chmod(target, 0o755)
+    return d
+
+
+def run(path_dir, env, *args):
+    e = {"PATH": path_dir + ":/usr/bin:/bin", "HOME": tmp}
+    e.update(env)
+    p = subprocess.Popen(["/bin/sh", entrypoint] + list(args), env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=30)
+    fields = dict(l.split("=", 1) for l in out.decode().splitlines() if "=" in l)
+    return p.returncode, fields, err.decode(), p.pid
+
+
+def show(r):
+    return "exit %s\nvars: %s\nstderr: %s" % r[:3]
+
+
+try:
+    ok(os.access(entrypoint, os.X_OK), "docker/entrypoint.sh exists and is executable")
+    fake = bindir("fake")
+
+    r = run(fake, {"SOCKET_ADDRESS": "10.10.0.2:8090",
+                   "VIEW": "10.10.0.2:8090,10.10.0.3:8090,10.10.0.4:8090"})
+    ok(r[0] == 0 and r[1].get("KVSD_LISTEN") == "0.0.0.0:8090", "SOCKET_ADDRESS 10.10.0.2:8090 -> KVSD_LISTEN 0.0.0.0:8090", show(r))
+    ok(r[1].get("SOCKET_ADDRESS") == "10.10.0.2:8090", "SOCKET_ADDRESS is passed on unchanged", show(r))
+    ok(r[1].get("PID") == str(r[3]), "kvsd is exec'd (same pid as the entrypoint)", show(r))
+
+    r = run(fake, {"SOCKET_ADDRESS": "10.10.0.3:9123"})
+    ok(r[1].get("KVSD_LISTEN") == "0.0.0.0:9123", "the port is taken from SOCKET_ADDRESS", show(r))
+
+    r = run(fake, {"SOCKET_ADDRESS": "10.10.0.2:8090", "KVSD_LISTEN": "10.10.0.2:8091"})
+    ok(r[0] == 0 and r[1].get("KVSD_LISTEN") == "10.10.0.2:8091", "an explicit KVSD_LISTEN passes through", show(r))
+
+    r = run(fake, {"SOCKET_ADDRESS": "10.10.0.2:8090"}, "--workers", "2", "--log-format", "json")
+    ok(r[1].get("ARGS") == "--workers 2 --log-format json", "arguments pass through", show(r))
+
+    r = run(fake, {})
+    ok(r[0] == 78 and "SOCKET_ADDRESS" in r[2], "no SOCKET_ADDRESS: kvsd's exit 78 and message", show(r))
+    ok("KVSD_LISTEN" not in r[1], "no SOCKET_ADDRESS: nothing printed, nothing derived", show(r))
+
+    for bad in ("10.10.0.2", "10.10.0.2:", "10.10.0.2:http"):
+        r = run(fake, {"SOCKET_ADDRESS": bad})
+        ok(r[1].get("KVSD_LISTEN") == "<unset>", "malformed SOCKET_ADDRESS %r: no KVSD_LISTEN derived" % bad, show(r))
+
+    # the real binary behind the entrypoint, configuration check only
+    real = bindir("real", kvsd)
+    r = run(real, {"SOCKET_ADDRESS": "127.0.0.40:8090"}, "-n")
+    ok(r[0] == 0, "real kvsd -n through the entrypoint accepts SOCKET_ADDRESS + derived KVSD_LISTEN", show(r))
+    r = run(real, {}, "-n")
+    ok(r[0] == 78 and r[2].count("\n") == 1, "real kvsd -n without SOCKET_ADDRESS: exit 78, one line", show(r))
+    r = run(real, {"SOCKET_ADDRESS": "10.10.0.2:http"}, "-n")
+    ok(r[0] == 78, "real kvsd -n with a malformed SOCKET_ADDRESS: exit 78", show(r))
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+print("1..%d" % n)
+sys.exit(1 if failed else 0)
