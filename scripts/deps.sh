@@ -3,7 +3,7 @@
 # when everything is present.
 KVSD_PACKAGES="build-essential autoconf automake libtool pkg-config \
 libh2o-evloop-dev libssl-dev libjansson-dev liburcu-dev \
-python3 iptables iproute2 procps curl"
+python3 iptables iproute2 procps curl mandoc"
 
 install_deps() {
     local missing="" p

@@ -21,6 +21,7 @@
 #include "lock.h"
 #include "log.h"
 #include "master.h"
+#include "notify.h"
 #include "rcu.h"
 #include "replicator.h"
 #include "shm.h"
@@ -210,6 +211,7 @@ int master_main(const struct config *cfg)
         sig = sigtimedwait(&set, &info, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("received %s; draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            notify_stopping();
             shutdown_children();
             log_info("stopped");
             return 0;

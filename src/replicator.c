@@ -18,6 +18,7 @@
 
 #include "lock.h"
 #include "log.h"
+#include "notify.h"
 #include "rcu.h"
 #include "replicator.h"
 #include "rlog.h"
@@ -41,6 +42,7 @@ static void set_ready(struct replicator *r, const char *how)
     if (!__atomic_load_n(&r->shm->ready, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&r->shm->ready, 1, __ATOMIC_RELEASE);
         log_info("ready: %s", how);
+        notify_ready(); /* systemd Type=notify; the unit allows any process of the service */
     }
     r->join_phase = 2;
 }
