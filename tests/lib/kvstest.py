@@ -262,7 +262,8 @@ def wait_until(fn, timeout, interval=0.05,
 # --------------------------------------------------------------------------
 
 def proc_stat(pid):
-    """(comm, state, ppid, pgid) of pid from /proc, or None if it is gone."""
+    """(comm, state, ppid, pgid, starttime) of pid from /proc, or None if it
+    is gone.  starttime is in clock ticks since boot."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             data = f.read().decode("utf-8", "replace")
@@ -271,7 +272,16 @@ def proc_stat(pid):
     lp, rp = data.index("("), data.rindex(")")
     comm = data[lp + 1:rp]
     rest = data[rp + 2:].split()
-    return comm, rest[0], int(rest[1]), int(rest[2])
+    return comm, rest[0], int(rest[1]), int(rest[2]), int(rest[19])
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def now_ticks():
+    """Now, in the unit of proc_stat()'s starttime."""
+    with open("/proc/uptime") as f:
+        return int(float(f.read().split()[0]) * _CLK_TCK) + 1
 
 
 def pid_alive(pid):
@@ -290,13 +300,16 @@ def children_of(ppid):
     return sorted(out)
 
 
-def group_members(pgid):
+def group_members(pgid, started_by=None):
+    """[(pid, comm)] of live processes in process group pgid; with
+    started_by (ticks), only those started no later than that."""
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         st = proc_stat(int(name))
-        if st is not None and st[3] == pgid and st[1] != "Z":
+        if st is not None and st[3] == pgid and st[1] != "Z" and \
+                (started_by is None or st[4] <= started_by):
             out.append((int(name), st[0]))
     return sorted(out)
 
@@ -350,6 +363,7 @@ class Replica:
         self.master_pid = None
         self.log_path = None
         self.returncode = None
+        self._reaped_ticks = None
         if start:
             self.start()
 
@@ -378,18 +392,29 @@ class Replica:
             logf.close()
         self.master_pid = self.proc.pid
         self.returncode = None
+        self._reaped_ticks = None
         with _registry_lock:
             if self not in _replicas:
                 _replicas.append(self)
         return self
 
     # --- state ---------------------------------------------------------
+    # Once the master has been reaped its pid -- the process group id -- may
+    # be reused (pid_max is small) as soon as the group is empty, e.g. by
+    # another test's setsid'd kvsd.  So after reaping, the group is only ever
+    # signalled member by member, and only members that had started by the
+    # time of reaping: never a stranger that got the recycled id.
+    def _note_reaped(self):
+        if self.proc is not None and self.proc.returncode is not None:
+            self.returncode = self.proc.returncode
+            if self._reaped_ticks is None:
+                self._reaped_ticks = now_ticks()
+
     def poll(self):
         if self.proc is None:
             return None
         rc = self.proc.poll()
-        if rc is not None:
-            self.returncode = rc
+        self._note_reaped()
         return rc
 
     def running(self):
@@ -412,7 +437,24 @@ class Replica:
         """[(pid, comm)] of every live process in the replica's process group."""
         if self.master_pid is None:
             return []
-        return group_members(self.master_pid)
+        self.poll()
+        return group_members(self.master_pid, self._reaped_ticks)
+
+    def _signal_group(self, sig):
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            # master not reaped: its pid is held, the group id is ours
+            try:
+                os.killpg(self.master_pid, sig)
+            except ProcessLookupError:
+                pass
+            return
+        for pid, _ in group_members(self.master_pid, self._reaped_ticks):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def log_text(self):
         if not self.log_path:
@@ -453,10 +495,7 @@ class Replica:
     # --- signals -------------------------------------------------------
     def kill(self, sig=signal.SIGKILL):
         """Signal the whole process group."""
-        try:
-            os.killpg(self.master_pid, sig)
-        except ProcessLookupError:
-            pass
+        self._signal_group(sig)
         if sig == signal.SIGKILL:
             self.wait(5)
 
@@ -469,9 +508,10 @@ class Replica:
         if self.proc is None:
             return None
         try:
-            self.returncode = self.proc.wait(timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._note_reaped()
         return self.returncode
 
     def stop(self, timeout=5):
@@ -491,17 +531,12 @@ class Replica:
     def _kill_group_hard(self):
         if self.proc is None:
             return
-        if group_members(self.master_pid) or self.proc.poll() is None:
-            try:
-                os.killpg(self.master_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.returncode = self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        self._signal_group(signal.SIGKILL)
+        self.wait(5)
         # children re-parented to init are still in the group: wait for them
-        wait_until(lambda: not group_members(self.master_pid), 3)
+        if self.group():
+            self._signal_group(signal.SIGKILL)
+            wait_until(lambda: not self.group(), 3)
 
     def __repr__(self):
         return "<Replica %s pid=%s>" % (self.addr, self.master_pid)

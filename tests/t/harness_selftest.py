@@ -203,7 +203,7 @@ if os.access(kvsd_bin(), os.X_OK):
     pg = r.master_pid
     rc = r.stop()
     is_(rc, 0, "stop(): SIGTERM -> exit 0")
-    ok(not group_members(pg), "stop(): process group empty")
+    ok(not r.group(), "stop(): process group empty")
 else:
     diag("no kvsd binary at %s: process checks skipped" % kvsd_bin())
 
