@@ -379,6 +379,16 @@ class Replica:
         """Start (or restart) the process; returns self."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("replica %s already running" % self.addr)
+        # kvsd listens with SO_REUSEPORT: a leftover process on this address
+        # would silently share the traffic with the new one
+        try:
+            connect_from(self.ip, self.port, CLIENT_IP, 0.5).close()
+            taken = True
+        except OSError:
+            taken = False
+        if taken:
+            raise RuntimeError("%s is already served by another process (leftover "
+                               "from an earlier test?)" % self.addr)
         Replica._seq += 1
         self.log_path = os.path.join(
             tmpdir(), "kvsd-%s-%d-%d.log" % (self.ip, self.port, Replica._seq))

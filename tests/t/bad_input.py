@@ -2,14 +2,14 @@
 """Bad input never crashes a process or stalls a worker: malformed bodies,
 wrong causal-metadata, order of checks, oversized and chunked bodies,
 slowloris and idle connections, garbage on the socket.
-Addresses: 127.0.0.16 (--max-body 4096), 127.0.0.17 (defaults);
-127.0.0.18 reserved."""
+Addresses: 127.0.0.16 (--max-body 4096), 127.0.0.17 (defaults),
+127.0.0.18 (--memory 8M)."""
 
 import socket
 import threading
 import time
 
-from kvstest import (Replica, RawConn, request, ok, is_, done, diag, expect,
+from kvstest import (Replica, RawConn, Session, request, ok, is_, done, diag, expect,
                      wait_until)
 
 NOVALUE = b'{"error": "PUT request does not specify a value"}'
@@ -307,8 +307,37 @@ with RawConn(big.addr, timeout=5) as tc:
     tc.send(b"PUT /kvs/trunc HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"value\": ")
 ok(request(big, "GET", "/health").status == 200, "still serving after a truncated body")
 
+# --- store full: 507, reads keep working, deletes make room ---------------------------------
+full = Replica("127.0.0.18", workers=2, extra_args=["--memory", "8M"]).wait_ready(10)
+procs_full = sorted(full.children())
+FULL = b'{"error": "Store is full"}'
+big_value = "f" * 100000
+first_full, statuses = None, {}
+with Session(full.addr) as fs:
+    for i in range(400):          # 8 MiB / 100 kB: full long before 400
+        resp = fs.request("PUT", "/kvs/full%d" % i, body={"value": big_value})
+        statuses[resp.status] = statuses.get(resp.status, 0) + 1
+        if resp.status not in (200, 201):
+            first_full = resp
+            break
+expect(first_full, 507, FULL, "writing 100 kB values into an 8 MiB store ends in 507")
+diag("statuses before 507: %r" % statuses)
+g = request(full, "GET", "/kvs/full0")
+ok(g.status == 200 and g.json.get("value") == big_value, "reads still work when full",
+   g.describe()[:200])
+expect(request(full, "PUT", "/kvs/full-new", body={"value": big_value}), 507, FULL,
+       "another big PUT -> 507")
+ok(request(full, "PUT", "/kvs/full-small", body={"value": 1}).status in (201, 507),
+   "a small PUT when full: 201 or 507")
+for i in range(10):
+    request(full, "DELETE", "/kvs/full%d" % i)
+ok(wait_until(lambda: request(full, "PUT", "/kvs/full-again",
+                              body={"value": big_value}).status == 201, 5),
+   "after deleting 10 big values a big PUT succeeds again (within 5 s)")
+procs_big_list = [(small, procs_small), (big, procs_big), (full, procs_full)]
+
 # --- nothing crashed -------------------------------------------------------------------
-for rep, before in ((small, procs_small), (big, procs_big)):
+for rep, before in procs_big_list:
     ok(wait_until(lambda: request(rep, "GET", "/health").status == 200, 3),
        "%s still serving at the end" % rep.addr)
     is_(sorted(rep.children()), before, "%s: same worker and replicator pids as at start"

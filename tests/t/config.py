@@ -128,6 +128,17 @@ ok(wait_until(lambda: not any(pid_alive(p) for p, _ in kids), 2),
    "all children gone after SIGINT")
 r.stop()
 
+# a second kvsd on an address that is already served must not start: with
+# SO_REUSEPORT it would otherwise silently take half of the connections
+# (not in api.md; a robustness expectation)
+r = Replica("127.0.0.21", workers=2).wait_ready(10)
+t0 = time.monotonic()
+p = run_kvsd(["--address", A21, "--view", A21, "--workers", "1"], timeout=5)
+ok(p.returncode not in (None, 0), "second kvsd on an address in use exits with an error",
+   "status %r after %.1f s (None: still running after 5 s, killed)\nstderr: %r"
+   % (p.returncode, time.monotonic() - t0, p.stderr[-500:]))
+r.stop()
+
 # SIGTERM while a client holds an idle keep-alive connection: still exits in time
 r = Replica("127.0.0.21", workers=2).wait_ready(10)
 s = socket.create_connection(("127.0.0.21", 8090), timeout=5,
