@@ -28,7 +28,7 @@ wait_up() { # url
 }
 
 # --- kvsd, 10,000 keys of 1 KB ---
-setsid ./build/kvsd --address $KVSD_ADDR --workers "$THREADS" --log-level warn 2>"$tmp/kvsd.log" &
+setsid ./build/kvsd --address $KVSD_ADDR --view $KVSD_ADDR --workers "$THREADS" --log-level warn 2>"$tmp/kvsd.log" &
 pids+=($!)
 wait_up "http://$KVSD_ADDR/health"
 python3 - "$KVSD_ADDR" <<'PY'

@@ -374,8 +374,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         return -1;
     }
     if (cfg->nview == 0) {
-        strcpy(cfg->view[0], cfg->address);
-        cfg->nview = 1;
+        snprintf(err, errlen, "no view: set VIEW or --view IP:PORT,... (this replica's address included)");
+        return -1;
     }
     for (i = 0; i != cfg->nview; ++i)
         if (strcmp(cfg->view[i], cfg->address) == 0)

@@ -183,8 +183,10 @@ int master_main(const struct config *cfg)
     pid_t pid;
 
     log_set_role("master", -1);
-    /* fail fast, before forking, if the address cannot be served */
-    if ((fd = listen_socket(cfg->listen, err, sizeof(err))) == -1)
+    /* fail fast, before forking, if the address cannot be served; without
+     * SO_REUSEPORT this also fails if another kvsd already serves it, which
+     * would otherwise silently share its connections with us */
+    if ((fd = listen_socket(cfg->listen, 0, err, sizeof(err))) == -1)
         fatalx("%s", err);
     close(fd);
 

@@ -87,7 +87,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     }
 }
 
-int listen_socket(const char *addr, char *err, size_t errlen)
+int listen_socket(const char *addr, int reuseport, char *err, size_t errlen)
 {
     struct sockaddr_in sin;
     char host[ADDR_MAX];
@@ -102,7 +102,7 @@ int listen_socket(const char *addr, char *err, size_t errlen)
     if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
         goto fail;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0)
         goto fail;
     if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(fd, SOMAXCONN) != 0)
@@ -163,7 +163,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     w.accept_ctx.ctx = &w.ctx;
     w.accept_ctx.hosts = w.gconf.hosts;
 
-    if ((fd = listen_socket(cfg->listen, err, sizeof(err))) == -1)
+    if ((fd = listen_socket(cfg->listen, 1, err, sizeof(err))) == -1)
         fatalx("%s", err);
     w.listener = h2o_evloop_socket_create(w.ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(w.listener, on_accept);

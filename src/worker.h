@@ -11,7 +11,9 @@
 /* Never returns.  index: worker number; slot: RCU reader slot. */
 void worker_main(shm_t *shm, const struct config *cfg, int index, int slot) __attribute__((noreturn));
 
-/* Open a non-blocking SO_REUSEPORT listening socket on "IP:PORT". */
-int listen_socket(const char *addr, char *err, size_t errlen);
+/* Open a non-blocking listening socket on "IP:PORT", with SO_REUSEPORT
+ * (each worker has its own) or without (the master's check that no other
+ * process serves the address). */
+int listen_socket(const char *addr, int reuseport, char *err, size_t errlen);
 
 #endif

@@ -110,7 +110,7 @@ try:
 
     # the real binary behind the entrypoint, configuration check only
     real = bindir("real", kvsd)
-    r = run(real, {"SOCKET_ADDRESS": "127.0.0.40:8090"}, "-n")
+    r = run(real, {"SOCKET_ADDRESS": "127.0.0.40:8090", "VIEW": "127.0.0.40:8090"}, "-n")
     ok(r[0] == 0, "real kvsd -n through the entrypoint accepts SOCKET_ADDRESS + derived KVSD_LISTEN", show(r))
     r = run(real, {}, "-n")
     ok(r[0] == 78 and r[2].count("\n") == 1, "real kvsd -n without SOCKET_ADDRESS: exit 78, one line", show(r))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """kvsctl.py -- the kvsctl client against real kvsd replicas.
 
-Starts `kvsd --address 127.0.0.40:8090 --workers 1` (and a two-replica
+Starts `kvsd --address 127.0.0.40:8090 --view 127.0.0.40:8090 --workers 1` (and a two-replica
 cluster on 127.0.0.42/43 for metadata carried across replicas), each in its
 own session, all killed in a finally.  Checks put/get/delete round trips,
 --json values, every exit status (0, 1, 2, 3, 4), the session file being
@@ -49,9 +49,7 @@ DEAD = "127.0.0.49:8090"
 
 
 def start(address, view=None):
-    argv = [kvsd, "--address", address, "--workers", "1"]
-    if view:
-        argv += ["--view", view]
+    argv = [kvsd, "--address", address, "--workers", "1", "--view", view or address]
     log = open(os.path.join(tmp, address.replace(":", "_") + ".log"), "w")
     env = {k: v for k, v in os.environ.items() if k not in ("SOCKET_ADDRESS", "VIEW") and not k.startswith("KVSD_")}
     p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
