@@ -22,7 +22,7 @@ int main(void)
     char addr[32];
     int i, a1, b1, a2, a0, full = 1;
 
-    plan(33);
+    plan(34);
     ok(clock_size() >= sizeof(struct clock_sh), "clock_size covers the struct");
     memset(c, 0xff, sizeof(*c));
     clock_init(c);
@@ -68,14 +68,16 @@ int main(void)
     ok(!clock_covers(c, m, 2), "a retired but unsettled incarnation still has to be applied");
     clock_settle_sh(c, (uint32_t)a1, 7);
     ok((c->inc[a1].flags & INC_FINAL) && c->inc[a1].final_seq == 7, "settle sets final_seq and INC_FINAL");
-    ok(clock_covers(c, m, 2), "a settled retired incarnation counts as met");
+    ok(!clock_covers(c, m, 2), "settled at 7 with only 4 applied: seqs 5..7 survive somewhere, still wait");
+    clock_advance_sh(c, a1, 7);
+    ok(clock_covers(c, m, 2), "everything up to final_seq applied: seqs past it (lost) count as met");
     m[2].id = (uint32_t)b1, m[2].n = 99;
     ok(!clock_covers(c, m, 3), "but not a live component beside it");
     clock_settle_sh(c, (uint32_t)b1, 1);
     ok(!(c->inc[b1].flags & INC_FINAL), "a live incarnation is never settled");
 
     is_int(clock_snapshot(c, snap), 4, "snapshot returns ninc");
-    ok(snap[a1] == 4 && snap[b1] == 5 && snap[a2] == 0 && snap[4] == 0 && snap[CLOCK_MAX - 1] == 0,
+    ok(snap[a1] == 7 && snap[b1] == 5 && snap[a2] == 0 && snap[4] == 0 && snap[CLOCK_MAX - 1] == 0,
        "snapshot copies applied[] and zeroes the rest");
 
     is_int(clock_lamport_observe_sh(c, 10), 10, "lamport rises to what it sees");
