@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Replication basics on a 3-replica cluster (api.md "Semantics", "Timing
+contract"): startup views, 1 s propagation of create/replace/delete, JSON
+values byte-exact, read-your-writes and monotonic reads across replicas.
+
+Addresses: 127.0.0.50, 127.0.0.51, 127.0.0.52 (port 8090); client 127.0.0.100.
+"""
+# ---- helpers shared by the repl_*.py tests (copied into each file so every
+# ---- file stays standalone)
+import json
+import signal
+import threading
+import time
+
+from kvstest import (Replica, Cluster, Firewall, request, ok, is_, diag, done,
+                     expect, wait_until)
+
+ERR503 = b'{"error": "Causal dependencies not satisfied; try again later"}'
+NET_ERRORS = (OSError, __import__("http.client").client.HTTPException)
+
+
+def kv(addr, method, key, meta=None, value=None, put=False, timeout=3):
+    """One kvs request carrying `meta` (and `value` for PUT)."""
+    body = {"causal-metadata": meta}
+    if put:
+        body["value"] = value
+    return request(addr, method, "/kvs/" + key, body=body, timeout=timeout)
+
+
+def try_kv(*a, **kw):
+    """kv() that returns None instead of raising on network errors."""
+    try:
+        return kv(*a, **kw)
+    except NET_ERRORS:
+        return None
+
+
+def kv_retry(*a, **kw):
+    """kv() retried every 50 ms for at most 3 s (at most 60 tries) while the
+    answer is 503 or a network error; returns the last response (or None)."""
+    r = None
+    deadline = time.monotonic() + 3.0
+    kw.setdefault("timeout", 1)
+    for _ in range(60):
+        r = try_kv(*a, **kw)
+        if r is not None and r.status != 503:
+            return r
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return r
+
+
+def meta_of(r):
+    if r is not None and isinstance(r.json, dict):
+        return r.json.get("causal-metadata")
+    return None
+
+
+def covers(a, b):
+    """Clock a >= clock b component-wise (missing entries are 0)."""
+    a = a or {}
+    b = b or {}
+    return all(a.get(k, 0) >= v for k, v in b.items())
+
+
+def value_text(r):
+    """The raw JSON text of "value" in a 200 GET body (byte-exact)."""
+    pre = b'{"result": "found", "value": '
+    post = b', "causal-metadata": '
+    if r is None or r.status != 200 or not r.raw.startswith(pre):
+        return None
+    end = r.raw.rfind(post)
+    return r.raw[len(pre):end] if end > 0 else None
+
+
+def view_of(r):
+    try:
+        g = request(r, "GET", "/view", timeout=2)
+    except NET_ERRORS:
+        return None
+    if g.status != 200 or not isinstance(g.json, dict):
+        return None
+    return tuple(sorted(g.json.get("view") or []))
+
+
+def is_ready(r):
+    try:
+        return request(r, "GET", "/ready", timeout=2).status == 200
+    except NET_ERRORS:
+        return False
+
+
+def wait_all_ready(reps, timeout=10):
+    return wait_until(lambda: all(is_ready(r) for r in reps), timeout)
+
+
+def wait_views(reps, want, timeout, interval=0.05):
+    """Poll until every replica in reps reports exactly the set `want`.
+    Returns the elapsed time, or None on timeout."""
+    want = tuple(sorted(x.addr if isinstance(x, Replica) else x for x in want))
+    t0 = time.monotonic()
+    if wait_until(lambda: all(view_of(r) == want for r in reps), timeout, interval):
+        return time.monotonic() - t0
+    return None
+
+
+def views_diag(reps):
+    return "\n".join("%s view=%s" % (r.addr, view_of(r)) for r in reps)
+
+
+def metrics(r):
+    try:
+        m = request(r, "GET", "/metrics", timeout=2)
+    except NET_ERRORS:
+        return {}
+    out = {}
+    for line in m.raw.decode("utf-8", "replace").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, val = line.rpartition(" ")
+        try:
+            out[name] = float(val)
+        except ValueError:
+            pass
+    return out
+
+
+def store_map(r, keys):
+    """{key: (status, raw value text)} read without metadata; None on a
+    network error."""
+    out = {}
+    for k in keys:
+        g = try_kv(r, "GET", k, timeout=2)
+        if g is None:
+            return None
+        out[k] = (g.status, value_text(g))
+    return out
+
+
+def wait_converged(reps, keys, timeout):
+    """Poll until every replica returns the same map for keys (and the
+    same kvsd_keys).  Returns (elapsed or None, last maps)."""
+    t0 = time.monotonic()
+    last = {}
+
+    def same():
+        maps = [store_map(r, keys) for r in reps]
+        last["maps"] = maps
+        if any(m is None for m in maps):
+            return False
+        if any(s not in (200, 404) for m in maps for s, _ in m.values()):
+            return False
+        if not all(m == maps[0] for m in maps):
+            return False
+        nk = [metrics(r).get("kvsd_keys") for r in reps]
+        last["kvsd_keys"] = nk
+        return len(set(nk)) == 1 and nk[0] == sum(1 for s, _ in maps[0].values() if s == 200)
+
+    if wait_until(same, timeout, 0.2):
+        return time.monotonic() - t0, last
+    return None, last
+
+
+def map_diff(reps, maps, limit=10):
+    lines = []
+    if not maps or any(m is None for m in maps):
+        return "some replica did not answer"
+    for k in sorted(maps[0]):
+        vals = [m.get(k) for m in maps]
+        if any(v != vals[0] for v in vals):
+            lines.append("%s: %s" % (k, ", ".join("%s=%s" % (r.ip, v) for r, v in zip(reps, vals))))
+            if len(lines) >= limit:
+                break
+    return "\n".join(lines)
+
+
+def log_excerpt(reps, n=15):
+    return "\n".join("--- %s log tail:\n%s" % (r.addr, r.log_tail(n)) for r in reps)
+# ---- end of shared helpers
+
+IPS = ["127.0.0.50", "127.0.0.51", "127.0.0.52"]
+VIEW = ["%s:8090" % ip for ip in IPS]
+FULL = tuple(sorted(VIEW))
+
+# --- startup: one after the other, each with the full VIEW ---------------
+reps = []
+t_last = None
+for ip in IPS:
+    t_last = time.monotonic()
+    r = Replica(ip, view=VIEW, workers=2)
+    reps.append(r)
+    r.wait_ready(10)          # listening (GET /health)
+A, B, C = reps
+ok(wait_all_ready(reps, 3), "every replica reports /ready", log_excerpt(reps))
+# the contract is about time: "3 s after the last one started"
+time.sleep(max(0.0, t_last + 3.0 - time.monotonic()))
+for r in reps:
+    is_(view_of(r), FULL, "3 s after the last start, %s reports the full view" % r.addr)
+
+
+def propagate(key, want_status, want_text, targets, limit=5.0):
+    """Poll GET key (no metadata) on targets every 10 ms until it shows
+    (want_status, want_text); returns {addr: seconds or None}."""
+    t0 = time.monotonic()
+    res = {}
+    pending = list(targets)
+    while pending and time.monotonic() - t0 < limit:
+        for r in list(pending):
+            g = try_kv(r, "GET", key, timeout=2)
+            if g is not None and g.status == want_status and \
+                    (want_text is None or value_text(g) == want_text):
+                res[r.addr] = time.monotonic() - t0
+                pending.remove(r)
+        time.sleep(0.01)
+    for r in pending:
+        res[r.addr] = None
+    return res
+
+
+def check_propagation(what, key, want_status, want_text, meta):
+    times = propagate(key, want_status, want_text, [B, C])
+    diag("%s: visible at %s" % (what, ", ".join(
+        "%s after %s" % (a, "%.3f s" % t if t is not None else "NEVER (5 s)")
+        for a, t in sorted(times.items()))))
+    for r in (B, C):
+        t = times[r.addr]
+        ok(t is not None and t <= 1.0,
+           "%s at A is visible at %s within 1 s" % (what, r.addr),
+           "took %s; GET now: %r\n%s" % (t, try_kv(r, "GET", key, meta), log_excerpt(reps)))
+        g = try_kv(r, "GET", key, meta)
+        if want_status == 200:
+            ok(g is not None and g.status == 200 and value_text(g) == want_text,
+               "%s: GET with the write's metadata at %s -> 200 and the value" % (what, r.addr),
+               "got %r" % g)
+            ok(g is not None and covers(meta_of(g), meta),
+               "%s: metadata returned by %s covers the metadata sent" % (what, r.addr),
+               "sent %r got %r" % (meta, g))
+        else:
+            expect(g, 404, b'{"error": "Key does not exist"}',
+                   "%s: GET with the delete's metadata at %s -> 404" % (what, r.addr))
+
+
+# --- create, replace, delete -----------------------------------------------
+p = kv(A, "PUT", "color", value="red", put=True)
+is_(p.status, 201, "PUT color=red at A -> 201")
+m = meta_of(p)
+check_propagation("create color=red", "color", 200, b'"red"', m)
+
+p = kv(A, "PUT", "color", meta=m, value="blue", put=True)
+is_(p.status, 200, "PUT color=blue at A -> 200 replaced")
+m = meta_of(p)
+check_propagation("replace color=blue", "color", 200, b'"blue"', m)
+
+d = kv(A, "DELETE", "color", meta=m)
+is_(d.status, 200, "DELETE color at A -> 200")
+m = meta_of(d) or m
+check_propagation("delete color", "color", 404, None, m)
+
+# --- JSON types, byte-exact (values sent compact, as raw bodies) -------------
+VALUES = [
+    ("string", '"h\\u00e9llo \\"w\\u00f6rld\\" \\n tab\\t /"'),
+    ("utf8-string", '"caf\u00e9 \u2603 \U0001F600"'),
+    ("empty-string", '""'),
+    ("int", '42'),
+    ("bigint", '123456789012345678901234567890'),
+    ("negative-float", '-1.50e+3'),
+    ("decimal", '0.1000'),
+    ("true", 'true'),
+    ("false", 'false'),
+    ("object", '{"b":[1,2,{"c":null}],"a":"x","b":3}'),
+    ("array", '[1,"two",3.0,false,[],{}]'),
+    ("empty-object", '{}'),
+]
+for name, text in VALUES:
+    r = request(A, "PUT", "/kvs/type-" + name,
+                raw_body='{"value":%s,"causal-metadata":%s}' % (text, json.dumps(m)))
+    if not is_(r.status, 201, "PUT %s value at A -> 201" % name):
+        diag(r.describe())
+        continue
+    m = meta_of(r)
+    want = text.encode("utf-8")
+    ga = kv(A, "GET", "type-" + name, meta=m)
+    is_(value_text(ga), want, "%s value reads back byte-exact at A" % name)
+    for rr in (B, C):
+        got = wait_until(lambda: value_text(try_kv(rr, "GET", "type-" + name, meta=m)), 5)
+        is_(got, want, "%s value replicates byte-exact to %s" % (name, rr.addr))
+
+# --- read-your-writes and monotonic reads, one client alternating replicas ---
+meta = m
+last = {}
+bad_status = []
+ryw_bad = []
+meta_bad = []
+retries = 0
+t0 = time.monotonic()
+for i in range(50):
+    target = reps[i % 3]
+    key = "ryw-%d" % ((i // 2) % 3)
+    put = (i % 2 == 0)
+    for attempt in range(40):              # a 503 is retried, bounded
+        r = kv(target, "PUT" if put else "GET", key, meta=meta,
+               value="v%d" % i, put=put)
+        if r.status != 503:
+            break
+        if r.raw != ERR503:
+            bad_status.append((i, target.addr, r.status, r.raw))
+        retries += 1
+        time.sleep(0.05)
+    if r.status not in (200, 201):
+        bad_status.append((i, target.addr, r.status, r.raw))
+        continue
+    nm = meta_of(r)
+    if not covers(nm, meta):
+        meta_bad.append((i, target.addr, meta, nm))
+    meta = nm
+    if put:
+        last[key] = "v%d" % i
+    elif r.json.get("value") != last.get(key):
+        ryw_bad.append((i, target.addr, key, last.get(key), r.json.get("value")))
+diag("50 alternating operations in %.2f s, %d retries after 503"
+     % (time.monotonic() - t0, retries))
+ok(not bad_status, "every alternating operation got 200/201 (503 retried)",
+   "\n".join(map(repr, bad_status[:10])))
+ok(not ryw_bad, "read-your-writes / monotonic reads across replicas",
+   "\n".join("op %d at %s key %s: wrote %r, read %r" % x for x in ryw_bad[:10]))
+ok(not meta_bad, "returned metadata always covers the metadata sent",
+   "\n".join(map(repr, meta_bad[:5])))
+
+for r in reps:
+    ok(r.running(), "%s still running at the end" % r.addr, r.log_tail())
+done()
