@@ -33,6 +33,9 @@
 struct store_intent {
     uint32_t committed;
     struct entry *entry; /* the new entry; holds key, value, flags */
+    struct entry *old;   /* what it replaces, captured before publishing */
+    uint64_t nlive, ntomb; /* the table's counters once published */
+    uint32_t counted;    /* counters set and old retired */
     uint32_t origin;
     uint64_t seq;
     uint64_t lamport;
@@ -88,19 +91,35 @@ static const struct entry *current(shm_t *shm, const char *key, size_t klen)
     return table_lookup_sh(shm->table, key, klen, table_hash(key, klen));
 }
 
-/* Writer lock held: bring table counters in line with old -> new. */
+/* The table's counters once old is replaced by e (either may be NULL). */
+static void counters_after(const shm_t *shm, const struct entry *old, const struct entry *e, uint64_t *nlive,
+                           uint64_t *ntomb)
+{
+    *nlive = shm->table->nlive;
+    *ntomb = shm->table->ntomb;
+    if (old != NULL && old != TABLE_DELETED)
+        --*((old->flags & ENTRY_TOMBSTONE) ? ntomb : nlive);
+    if (e != NULL)
+        ++*((e->flags & ENTRY_TOMBSTONE) ? ntomb : nlive);
+}
+
+/* Writer lock held: count old -> e right away (no crash replay needed). */
 static void count(shm_t *shm, const struct entry *old, const struct entry *e)
 {
-    if (old != NULL && old != TABLE_DELETED) {
-        if (old->flags & ENTRY_TOMBSTONE)
-            --shm->table->ntomb;
-        else
-            --shm->table->nlive;
+    counters_after(shm, old, e, &shm->table->nlive, &shm->table->ntomb);
+}
+
+/* Retire node unless a previous, interrupted attempt already linked it:
+ * rcu_retire_sh() links the node, then moves the tail. */
+static void retire_once(struct rcu_sh *rcu, struct rcu_node *node)
+{
+    if (rcu->tail == node)
+        return;
+    if (rcu->head == node || (rcu->head != NULL && rcu->tail->next == node)) {
+        rcu->tail = node;
+        return;
     }
-    if (e->flags & ENTRY_TOMBSTONE)
-        ++shm->table->ntomb;
-    else
-        ++shm->table->nlive;
+    rcu_retire_sh(rcu, node);
 }
 
 /* Writer lock held, intent committed: the idempotent second half of a
@@ -116,12 +135,21 @@ static int finish_intent(shm_t *shm, struct store_intent *in)
     /* Publish first: the only step that can fail (the table may need to
      * grow), so a full store leaves no trace of the write anywhere. */
     if (!published && (cur == NULL || newer(shm->clock, e->lamport, e->origin, cur->lamport, cur->origin))) {
+        in->old = (struct entry *)cur;
+        counters_after(shm, cur, e, &in->nlive, &in->ntomb);
         if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0)
             return -1;
-        count(shm, old, e);
-        if (old != NULL)
-            rcu_retire_sh(shm->rcu, &old->rcu);
         published = 1;
+    }
+    /* A replay after the publish must still count and retire what was
+     * replaced: counters are set to absolute values, and retire_once()
+     * notices a half-done retirement, so doing this twice is harmless. */
+    if (published && !in->counted) {
+        shm->table->nlive = in->nlive;
+        shm->table->ntomb = in->ntomb;
+        if (in->old != NULL && in->old != TABLE_DELETED)
+            retire_once(shm->rcu, &in->old->rcu);
+        in->counted = 1;
     }
     if (rlog_head(shm->rlog) == in->log_head) {
         memset(&hdr, 0, sizeof(hdr));
@@ -187,12 +215,15 @@ static enum store_result write_locked(shm_t *shm, uint32_t origin, uint64_t seq,
         memcpy((char *)entry_value(e), value, vlen);
 
     in->entry = e;
+    in->old = NULL;
+    in->counted = 0;
     in->origin = origin;
     in->seq = seq;
     in->lamport = lamport;
     in->log_head = rlog_head(shm->rlog);
     in->ndeps = ndeps;
-    memcpy(in->deps, deps, ndeps * sizeof(*deps));
+    if (ndeps != 0)
+        memcpy(in->deps, deps, ndeps * sizeof(*deps));
     __atomic_store_n(&in->committed, 1, __ATOMIC_RELEASE); /* the commit point */
 
     r = finish_intent(shm, in);

@@ -115,7 +115,7 @@ static int parse_number(const char *val, int duration, unsigned long long *out)
     if (duration) {
         if (*end == '\0' || strcmp(end, "ms") == 0)
             ;
-        else if (strcmp(end, "s") == 0)
+        else if (strcmp(end, "s") == 0 && n <= ULLONG_MAX / 1000)
             n *= 1000;
         else
             return -1;
@@ -251,10 +251,26 @@ static int parse_string(struct config *cfg, const struct config_option *opt, con
     return 0;
 }
 
+/* A switch: on as a flag; from the environment, 1/yes/true/on or
+ * 0/no/false/off (config_load passes NULL for the flag form). */
 static int parse_switch(struct config *cfg, const struct config_option *opt, const char *val, char *err,
                         size_t errlen)
 {
-    *(int *)((char *)cfg + opt->offset) = 1;
+    static const char *const on[] = {"1", "yes", "true", "on", NULL}, *const off[] = {"0", "no", "false", "off", "", NULL};
+    int *dst = (int *)((char *)cfg + opt->offset), i;
+
+    if (val == NULL) {
+        *dst = 1;
+        return 0;
+    }
+    if (parse_enum(val, on, &i) == 0)
+        *dst = 1;
+    else if (parse_enum(val, off, &i) == 0)
+        *dst = 0;
+    else {
+        snprintf(err, errlen, "invalid %s '%s': expected 1 or 0", opt->env ? opt->env : opt->flag, val);
+        return -1;
+    }
     return 0;
 }
 
@@ -342,8 +358,6 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         opt = &config_options[i];
         if (opt->env == NULL || (val = getenv(opt->env)) == NULL)
             continue;
-        if (opt->metavar == NULL)
-            val = "";
         if (opt->parse(cfg, opt, val, err, errlen) != 0)
             return -1;
     }
@@ -363,7 +377,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
             snprintf(err, errlen, "option --%s takes no value", opt->flag);
             return -1;
         }
-        if (opt->parse(cfg, opt, val ? val : "", err, errlen) != 0)
+        if (opt->parse(cfg, opt, opt->metavar == NULL ? NULL : val, err, errlen) != 0)
             return -1;
     }
     if (cfg->show_help || cfg->show_version)

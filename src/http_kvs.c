@@ -34,6 +34,29 @@ struct deps {
     int unknown; /* names writes of an incarnation never heard of */
 };
 
+/* An incarnation we never heard of, older than one we know at the same
+ * address, is a previous life of that replica whose writes no one passed
+ * on (else we would know it).  Intern it: it is retired, and once settled
+ * its writes count as lost instead of causing 503 for ever. */
+static int intern_if_retired(shm_t *shm, const struct clock_ref *ref)
+{
+    uint32_t i, ninc = __atomic_load_n(&shm->clock->ninc, __ATOMIC_ACQUIRE);
+    char addr[1][ADDR_MAX];
+    int32_t id;
+
+    for (i = 0; i < ninc; ++i)
+        if (strcmp(shm->clock->inc[i].addr, ref->addr) == 0 && shm->clock->inc[i].stamp > ref->stamp)
+            break;
+    if (i == ninc)
+        return -1;
+    memcpy(addr[0], ref->addr, ADDR_MAX);
+    if (store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, &ref->stamp, 1, &id) != 0)
+        return -1;
+    log_info("client metadata names %s/%llu, an earlier life of a known replica: tracking it as retired",
+             ref->addr, (unsigned long long)ref->stamp);
+    return id;
+}
+
 static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
 {
     struct clock_ref refs[CLOCK_MAX];
@@ -49,7 +72,8 @@ static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
         int id;
         if (refs[i].n == 0)
             continue;
-        if ((id = clock_find(shm->clock, refs[i].addr, refs[i].stamp)) < 0) {
+        if ((id = clock_find(shm->clock, refs[i].addr, refs[i].stamp)) < 0 &&
+            (id = intern_if_retired(shm, &refs[i])) < 0) {
             d->unknown = 1;
             continue;
         }

@@ -373,9 +373,17 @@ long json_string_decode(struct json_span s, char *dst, size_t cap)
                 tmp[0] = '\t';
                 break;
             case 'u': {
-                int cp = hex4(s.p + i + 1);
+                int cp = i + 5 < s.len ? hex4(s.p + i + 1) : -1, lo;
+                if (cp < 0)
+                    return -1;
                 i += 4;
-                k = put_utf8(tmp, (uint32_t)cp); /* lone surrogates pass through as-is */
+                /* a surrogate pair is one character */
+                if (cp >= 0xd800 && cp <= 0xdbff && i + 7 < s.len && s.p[i + 1] == '\\' && s.p[i + 2] == 'u' &&
+                    (lo = hex4(s.p + i + 3)) >= 0xdc00 && lo <= 0xdfff) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    i += 6;
+                }
+                k = put_utf8(tmp, (uint32_t)cp); /* a lone surrogate passes through as-is */
                 break;
             }
             default:
@@ -401,8 +409,11 @@ long json_parse_clock(struct json_span span, struct clock_ref *out, size_t max)
         return -1;
     ++s.p;
     skip_ws(&s);
-    if (s.p < s.end && *s.p == '}')
-        return 0;
+    if (s.p < s.end && *s.p == '}') {
+        ++s.p;
+        skip_ws(&s);
+        return s.p == s.end ? 0 : -1;
+    }
     for (;;) {
         const char *name, *slash, *q;
         struct clock_ref ref;
@@ -421,7 +432,7 @@ long json_parse_clock(struct json_span span, struct clock_ref *out, size_t max)
         if (slash == name || slash == s.p || config_parse_addr(name, (size_t)(slash - 1 - name), ref.addr) != 0)
             return -1;
         for (ref.stamp = 0, q = slash; q < s.p; ++q) {
-            if (*q < '0' || *q > '9' || ref.stamp > (UINT64_MAX - 9) / 10)
+            if (*q < '0' || *q > '9' || ref.stamp > (UINT64_MAX - (uint64_t)(*q - '0')) / 10)
                 return -1;
             ref.stamp = ref.stamp * 10 + (uint64_t)(*q - '0');
         }
@@ -434,7 +445,7 @@ long json_parse_clock(struct json_span span, struct clock_ref *out, size_t max)
         if (s.p >= s.end || *s.p < '0' || *s.p > '9')
             return -1;
         for (v = 0; s.p < s.end && *s.p >= '0' && *s.p <= '9'; ++s.p) {
-            if (v > (UINT64_MAX - 9) / 10)
+            if (v > (UINT64_MAX - (uint64_t)(*s.p - '0')) / 10)
                 return -1;
             v = v * 10 + (uint64_t)(*s.p - '0');
         }

@@ -247,30 +247,41 @@ static void settle_retired(struct replicator *r)
 
 #define REAP_INTERVAL_MS 2000
 
-/* Tombstones every view member has applied can go: a replica outside the
- * view that still lacks one gets the delete from a log, or, if the logs
- * no longer hold it, a snapshot whose install drops the stale key. */
+/* A tombstone can go once no write it must win or lose against can still
+ * arrive.  Every replica we know (evicted ones too: they may hold writes
+ * made while partitioned) must have applied it, and we must have applied
+ * everything each of them had applied when it said so -- that covers any
+ * write concurrent with the delete.  Otherwise a late concurrent write
+ * would find no tombstone here and win, while losing to it elsewhere.  A
+ * replica outside the view that still lacks the delete gets it from a log
+ * or, if the logs no longer hold it, by a snapshot whose install drops the
+ * stale key. */
 static void reap_tombstones(struct replicator *r, uint64_t now)
 {
-    uint64_t floor[CLOCK_MAX];
-    uint32_t ninc = clock_snapshot(r->shm->clock, floor), id;
+    uint64_t applied[CLOCK_MAX], floor[CLOCK_MAX];
+    uint32_t ninc = clock_snapshot(r->shm->clock, applied), id;
     size_t n;
     int i;
 
     if (now - r->reaped_ms < REAP_INTERVAL_MS || r->shm->table->ntomb == 0)
         return;
     r->reaped_ms = now;
+    memcpy(floor, applied, sizeof(floor));
     for (i = 0; i < VIEW_MAX; ++i) {
         const struct peer *p = &r->peer[i];
         const struct view_member *m;
-        if (p->row < 0 || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
+        if (p->row < 0 || p->state == PEER_SELF)
             continue;
         m = &r->shm->view->m[p->row];
-        if (p->state != PEER_ACTIVE || m->acked_at_ms == 0)
-            return; /* a member we have not heard from may lack them */
-        for (id = 0; id < ninc; ++id)
-            if (m->acked[id] < floor[id])
-                floor[id] = m->acked[id];
+        if (m->acked_at_ms == 0)
+            return; /* never heard from: it may hold anything */
+        for (id = 0; id < ninc; ++id) {
+            uint64_t acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
+            if (acked > applied[id])
+                return; /* it has writes we lack, maybe concurrent ones */
+            if (acked < floor[id])
+                floor[id] = acked;
+        }
     }
     if ((n = store_reap_sh(r->shm, floor, ninc)) != 0)
         log_debug("reaped %zu tombstones", n);

@@ -30,6 +30,8 @@ void buf_reserve(struct buf *b, size_t n)
 
 void buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return;
     buf_reserve(b, n);
     memcpy(b->p + b->len, p, n);
     b->len += n;
@@ -209,7 +211,8 @@ int wire_decode(const char *p, size_t len, struct wire_msg *msg)
         get_inc(&r, &msg->inc[i]);
 
     msg->nrec = get32(&r);
-    if (r.bad || !plausible(&r, msg->nrec, 31))
+    /* the smallest record: 28 bytes of fields and a 1-byte key */
+    if (r.bad || !plausible(&r, msg->nrec, 29))
         goto fail;
     /* first pass: count deps so they fit one allocation */
     save = r;
@@ -251,7 +254,7 @@ int wire_decode(const char *p, size_t len, struct wire_msg *msg)
         rec->key = take(&r, rec->klen);
         rec->value = take(&r, rec->vlen);
         if (r.bad || rec->origin >= msg->ninc || rec->klen == 0 || rec->klen > KEY_MAX || rec->seq == 0 ||
-            (rec->tombstone && rec->vlen != 0))
+            (rec->tombstone ? rec->vlen != 0 : rec->vlen == 0))
             goto fail;
     }
 
