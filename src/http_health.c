@@ -124,7 +124,7 @@ static int metrics(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
     struct out o = {NULL, 0, 16384 + VIEW_MAX * 400};
-    struct proc_stats *sum = h2o_mem_alloc_pool(&req->pool, sizeof(*sum));
+    struct proc_stats sums, *sum = &sums; /* cache-line aligned type: not in pool memory */
 
     o.p = h2o_mem_alloc_pool(&req->pool, o.cap);
     stats_sum(shm->stats, sum);
