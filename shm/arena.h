@@ -19,12 +19,12 @@
 #define ARENA_NCLASSES 112
 
 struct arena_sh {
-    char *base;  /* first byte of the region */
-    char *top;   /* next never-used byte */
-    char *end;   /* one past the region */
+    char *base; /* first byte of the region */
+    char *top;  /* next never-used byte */
+    char *end;  /* one past the region */
     void *free[ARENA_NCLASSES];
-    uint64_t used;    /* bytes in allocated blocks, headers included */
-    uint64_t nalloc;  /* live allocations */
+    uint64_t used;   /* bytes in allocated blocks, headers included */
+    uint64_t nalloc; /* live allocations */
 };
 
 /* Lay out an arena over [mem, mem + len). */
@@ -32,7 +32,7 @@ void arena_init(struct arena_sh *arena, void *mem, size_t len);
 
 void *arena_alloc_sh(struct arena_sh *arena, size_t n); /* NULL when full */
 void arena_free_sh(struct arena_sh *arena, void *p);    /* p may be NULL */
-size_t arena_block_size(const void *p); /* usable bytes of p's block */
+size_t arena_block_size(const void *p);                 /* usable bytes of p's block */
 
 /* Bytes still allocatable (top space plus free lists). */
 uint64_t arena_free_bytes(const struct arena_sh *arena);

@@ -29,10 +29,10 @@
 struct incarnation {
     char addr[ADDR_MAX];
     uint64_t stamp;
-    uint32_t flags;     /* INC_* ; updated under the writer lock */
-    uint64_t final_seq; /* valid with INC_FINAL */
+    uint32_t flags;         /* INC_* ; updated under the writer lock */
+    uint64_t final_seq;     /* valid with INC_FINAL */
     uint64_t retired_at_ms; /* when INC_RETIRED was set */
-    uint64_t lost_upto; /* highest seq past final_seq a client named (atomic max, any process) */
+    uint64_t lost_upto;     /* highest seq past final_seq a client named (atomic max, any process) */
 };
 
 struct clock_sh {

@@ -32,9 +32,9 @@
 #define RLOG_PAD 0x80
 
 struct rlog_rec {
-    uint32_t len;   /* whole record, header included, 8-byte aligned */
+    uint32_t len; /* whole record, header included, 8-byte aligned */
     uint32_t magic;
-    uint64_t seq;   /* origin's sequence number */
+    uint64_t seq; /* origin's sequence number */
     uint64_t lamport;
     uint32_t origin; /* incarnation id */
     uint16_t ndeps;
@@ -48,8 +48,8 @@ struct rlog_rec {
 struct rlog_sh {
     char *ring;
     uint64_t size;
-    uint64_t head; /* next append position */
-    uint64_t tail; /* oldest valid record */
+    uint64_t head;    /* next append position */
+    uint64_t tail;    /* oldest valid record */
     uint64_t records; /* appended, ever */
     uint64_t tail_clock[CLOCK_MAX];
 };
@@ -59,11 +59,21 @@ void rlog_init(struct rlog_sh *rlog, void *ring, size_t ring_bytes);
 
 /* Writer lock held.  Append a record; -1 if it can never fit (larger than
  * the ring).  Returns the record's position through *pos if non-NULL. */
-int rlog_append_sh(struct rlog_sh *rlog, const struct rlog_rec *hdr, const struct vc_pair *deps, const char *key,
-                   const char *value, uint64_t *pos);
+int rlog_append_sh(struct rlog_sh *rlog,
+                   const struct rlog_rec *hdr,
+                   const struct vc_pair *deps,
+                   const char *key,
+                   const char *value,
+                   uint64_t *pos);
 
-static inline uint64_t rlog_head(const struct rlog_sh *rlog) { return __atomic_load_n(&rlog->head, __ATOMIC_ACQUIRE); }
-static inline uint64_t rlog_tail(const struct rlog_sh *rlog) { return __atomic_load_n(&rlog->tail, __ATOMIC_ACQUIRE); }
+static inline uint64_t rlog_head(const struct rlog_sh *rlog)
+{
+    return __atomic_load_n(&rlog->head, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t rlog_tail(const struct rlog_sh *rlog)
+{
+    return __atomic_load_n(&rlog->tail, __ATOMIC_ACQUIRE);
+}
 
 /* Lock-free.  Copy the record at *pos into buf (bufsize bytes) and advance
  * *pos past it, skipping pad records.  Returns the record length, 0 at the
@@ -71,12 +81,18 @@ static inline uint64_t rlog_tail(const struct rlog_sh *rlog) { return __atomic_l
  * *pos is unchanged and the needed size is returned through *need). */
 long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need);
 
-static inline const struct vc_pair *rlog_rec_deps(const struct rlog_rec *r) { return (const struct vc_pair *)(r + 1); }
+static inline const struct vc_pair *rlog_rec_deps(const struct rlog_rec *r)
+{
+    return (const struct vc_pair *)(r + 1);
+}
 static inline const char *rlog_rec_key(const struct rlog_rec *r)
 {
     return (const char *)(rlog_rec_deps(r) + r->ndeps);
 }
-static inline const char *rlog_rec_value(const struct rlog_rec *r) { return rlog_rec_key(r) + r->klen; }
+static inline const char *rlog_rec_value(const struct rlog_rec *r)
+{
+    return rlog_rec_key(r) + r->klen;
+}
 
 /* Writer lock held: fold a state transfer's clock into tail_clock. */
 void rlog_mark_installed_sh(struct rlog_sh *rlog, const uint64_t *clock, uint32_t n);

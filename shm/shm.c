@@ -155,11 +155,11 @@ struct region {
 
 /* In mapping order; the arena must stay last (it takes the rest). */
 static const struct region regions[] = {
-    { "header", header_size, header_init, 0 },    { "lock", lock_region, lock_region_init, 0 },
-    { "rcu", rcu_region, rcu_region_init, 0 },    { "clock", clock_region, clock_region_init, 0 },
-    { "view", view_region, view_region_init, 0 }, { "table", table_region, table_region_init, 1 },
-    { "stats", stats_region, stats_region_init, 0 },
-    { "rlog", rlog_region, rlog_region_init, 0 }, { "arena", arena_region, arena_region_init, 0 },
+    { "header", header_size, header_init, 0 },       { "lock", lock_region, lock_region_init, 0 },
+    { "rcu", rcu_region, rcu_region_init, 0 },       { "clock", clock_region, clock_region_init, 0 },
+    { "view", view_region, view_region_init, 0 },    { "table", table_region, table_region_init, 1 },
+    { "stats", stats_region, stats_region_init, 0 }, { "rlog", rlog_region, rlog_region_init, 0 },
+    { "arena", arena_region, arena_region_init, 0 },
 };
 
 #define NREGIONS (sizeof(regions) / sizeof(regions[0]))

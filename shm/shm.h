@@ -45,7 +45,7 @@ struct shm_params {
 typedef struct shm {
     uint32_t magic;
     uint32_t version;
-    size_t size;        /* bytes mapped */
+    size_t size; /* bytes mapped */
     pid_t master_pid;
     uint64_t generation; /* bumped by the master on every child (re)start */
 

@@ -5,15 +5,22 @@
 
 #include "stats.h"
 
-const char *const stat_route_names[ROUTE_N] = {"kvs_get", "kvs_put", "kvs_delete", "view",
-                                               "internal", "ops", "other"};
-const int stat_status_codes[ST_N] = {200, 201, 400, 401, 404, 405, 413, 503, 507, 0};
-const double stat_latency_bounds[STATS_LAT_BUCKETS] = {0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-                                                       0.0025,   0.005,   0.01,   0.025,   0.1,    0};
+const char *const stat_route_names[ROUTE_N] = {
+    "kvs_get", "kvs_put", "kvs_delete", "view", "internal", "ops", "other"
+};
+const int stat_status_codes[ST_N] = { 200, 201, 400, 401, 404, 405, 413, 503, 507, 0 };
+const double stat_latency_bounds[STATS_LAT_BUCKETS] = { 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                                        0.0025,   0.005,   0.01,   0.025,   0.1,    0 };
 
-size_t stats_size(void) { return sizeof(struct stats_sh); }
+size_t stats_size(void)
+{
+    return sizeof(struct stats_sh);
+}
 
-void stats_init(struct stats_sh *stats) { memset(stats, 0, sizeof(*stats)); }
+void stats_init(struct stats_sh *stats)
+{
+    memset(stats, 0, sizeof(*stats));
+}
 
 static int status_index(int status)
 {

@@ -16,14 +16,22 @@
 #include "shm.h"
 #include "view.h"
 
-enum stat_route { ROUTE_KVS_GET, ROUTE_KVS_PUT, ROUTE_KVS_DELETE, ROUTE_VIEW, ROUTE_INTERNAL, ROUTE_OPS, ROUTE_OTHER,
-                  ROUTE_N };
+enum stat_route {
+    ROUTE_KVS_GET,
+    ROUTE_KVS_PUT,
+    ROUTE_KVS_DELETE,
+    ROUTE_VIEW,
+    ROUTE_INTERNAL,
+    ROUTE_OPS,
+    ROUTE_OTHER,
+    ROUTE_N
+};
 enum stat_status { ST_200, ST_201, ST_400, ST_401, ST_404, ST_405, ST_413, ST_503, ST_507, ST_OTHER, ST_N };
 
 #define STATS_LAT_BUCKETS 12
 
 extern const char *const stat_route_names[ROUTE_N];
-extern const int stat_status_codes[ST_N]; /* 0 for ST_OTHER */
+extern const int stat_status_codes[ST_N];                   /* 0 for ST_OTHER */
 extern const double stat_latency_bounds[STATS_LAT_BUCKETS]; /* seconds; last is +Inf */
 
 struct proc_stats {
@@ -49,8 +57,14 @@ struct stats_sh {
 size_t stats_size(void);
 void stats_init(struct stats_sh *stats);
 
-static inline void stats_add(uint64_t *counter, uint64_t n) { __atomic_add_fetch(counter, n, __ATOMIC_RELAXED); }
-static inline void stats_set(uint64_t *counter, uint64_t v) { __atomic_store_n(counter, v, __ATOMIC_RELAXED); }
+static inline void stats_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
+}
+static inline void stats_set(uint64_t *counter, uint64_t v)
+{
+    __atomic_store_n(counter, v, __ATOMIC_RELAXED);
+}
 
 /* Count one request of a worker (slot), with its latency. */
 void stats_request(struct stats_sh *stats, int slot, int route, int status, uint64_t latency_us);

@@ -32,10 +32,10 @@
 
 struct store_intent {
     uint32_t committed;
-    struct entry *entry; /* the new entry; holds key, value, flags */
-    struct entry *old;   /* what it replaces, captured before publishing */
+    struct entry *entry;   /* the new entry; holds key, value, flags */
+    struct entry *old;     /* what it replaces, captured before publishing */
     uint64_t nlive, ntomb; /* the table's counters once published */
-    uint32_t counted;    /* counters set and old retired */
+    uint32_t counted;      /* counters set and old retired */
     uint32_t origin;
     uint64_t seq;
     uint64_t lamport;
@@ -56,7 +56,10 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static struct store_state *state_of(shm_t *shm) { return shm->lock->recover_arg; }
+static struct store_state *state_of(shm_t *shm)
+{
+    return shm->lock->recover_arg;
+}
 
 int store_setup(shm_t *shm, const char *self_addr, uint64_t stamp)
 {
@@ -92,7 +95,10 @@ static const struct entry *current(shm_t *shm, const char *key, size_t klen)
 }
 
 /* The table's counters once old is replaced by e (either may be NULL). */
-static void counters_after(const shm_t *shm, const struct entry *old, const struct entry *e, uint64_t *nlive,
+static void counters_after(const shm_t *shm,
+                           const struct entry *old,
+                           const struct entry *e,
+                           uint64_t *nlive,
                            uint64_t *ntomb)
 {
     *nlive = shm->table->nlive;
@@ -194,9 +200,17 @@ static size_t sparse_clock(const struct clock_sh *clock, struct vc_pair *out)
 }
 
 /* Writer lock held: make and commit an intent, then finish it. */
-static enum store_result write_locked(shm_t *shm, uint32_t origin, uint64_t seq, uint64_t lamport, int tombstone,
-                                      const char *key, size_t klen, const char *value, size_t vlen,
-                                      const struct vc_pair *deps, size_t ndeps)
+static enum store_result write_locked(shm_t *shm,
+                                      uint32_t origin,
+                                      uint64_t seq,
+                                      uint64_t lamport,
+                                      int tombstone,
+                                      const char *key,
+                                      size_t klen,
+                                      const char *value,
+                                      size_t vlen,
+                                      const struct vc_pair *deps,
+                                      size_t ndeps)
 {
     struct store_intent *in = &state_of(shm)->intent;
     struct entry *e;
@@ -257,8 +271,17 @@ enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w,
         r = STORE_NOT_FOUND;
         goto out;
     }
-    r = write_locked(shm, self, clock->applied[self] + 1, clock->lamport + 1, w->value == NULL, w->key, w->klen,
-                     w->value, w->vlen, deps, sparse_clock(clock, deps));
+    r = write_locked(shm,
+                     self,
+                     clock->applied[self] + 1,
+                     clock->lamport + 1,
+                     w->value == NULL,
+                     w->key,
+                     w->klen,
+                     w->value,
+                     w->vlen,
+                     deps,
+                     sparse_clock(clock, deps));
     if (r == STORE_CREATED) {
         r = w->value == NULL ? STORE_DELETED : existed ? STORE_REPLACED : STORE_CREATED;
         clock_snapshot(clock, clock_out);
@@ -289,8 +312,17 @@ static enum store_apply apply_one(shm_t *shm, const struct store_record *rec)
         return APPLY_DUP;
     if (clock->applied[rec->origin] + 1 != rec->seq || !deps_met(clock, rec))
         return APPLY_WAIT;
-    if (write_locked(shm, rec->origin, rec->seq, rec->lamport, rec->tombstone, rec->key, rec->klen, rec->value,
-                     rec->vlen, rec->deps, rec->ndeps) != STORE_CREATED)
+    if (write_locked(shm,
+                     rec->origin,
+                     rec->seq,
+                     rec->lamport,
+                     rec->tombstone,
+                     rec->key,
+                     rec->klen,
+                     rec->value,
+                     rec->vlen,
+                     rec->deps,
+                     rec->ndeps) != STORE_CREATED)
         return APPLY_FULL;
     return APPLY_DONE;
 }
@@ -317,7 +349,10 @@ size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_
     return applied;
 }
 
-int store_covers(shm_t *shm, const struct vc_pair *m, size_t n) { return clock_covers(shm->clock, m, n); }
+int store_covers(shm_t *shm, const struct vc_pair *m, size_t n)
+{
+    return clock_covers(shm->clock, m, n);
+}
 
 int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids)
 {
@@ -400,7 +435,7 @@ static int reap_one(const struct entry *e, void *arg)
 
 size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
 {
-    struct reap_ctx ctx = {shm, floor, ninc, 0};
+    struct reap_ctx ctx = { shm, floor, ninc, 0 };
 
     lock_acquire_sh(shm->lock);
     if (shm->table->ntomb != 0)
@@ -429,7 +464,7 @@ struct stale_ctx {
 static int drop_stale(const struct entry *e, void *arg)
 {
     struct stale_ctx *ctx = arg;
-    struct store_entry_in probe = {0};
+    struct store_entry_in probe = { 0 };
 
     if (e->origin >= ctx->ninc || e->seq > ctx->clock[e->origin])
         return 0;
@@ -443,7 +478,7 @@ static int drop_stale(const struct entry *e, void *arg)
 int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc)
 {
     struct store_entry_in *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
-    struct stale_ctx stale = {shm, sorted, n, clock, ninc};
+    struct stale_ctx stale = { shm, sorted, n, clock, ninc };
     size_t i;
     uint32_t id;
     int r = 0;
@@ -482,8 +517,13 @@ static int check_entry(const struct entry *e, void *arg)
     const struct clock_sh *clock = ctx->shm->clock;
 
     if (e->origin >= clock->ninc || e->seq == 0 || e->seq > clock->applied[e->origin]) {
-        snprintf(ctx->buf, ctx->buflen, "entry %.*s: write %u/%llu not covered by the clock", (int)e->klen,
-                 entry_key(e), (unsigned)e->origin, (unsigned long long)e->seq);
+        snprintf(ctx->buf,
+                 ctx->buflen,
+                 "entry %.*s: write %u/%llu not covered by the clock",
+                 (int)e->klen,
+                 entry_key(e),
+                 (unsigned)e->origin,
+                 (unsigned long long)e->seq);
         ctx->bad = 1;
         return 1;
     }
@@ -497,8 +537,8 @@ static int check_entry(const struct entry *e, void *arg)
 
 int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
 {
-    struct check_ctx ctx = {shm, buf, buflen, 0};
-    uint64_t pos, prev_seq[CLOCK_MAX] = {0};
+    struct check_ctx ctx = { shm, buf, buflen, 0 };
+    uint64_t pos, prev_seq[CLOCK_MAX] = { 0 };
     char *rec = NULL;
     size_t cap = 0, need = 0;
     long n;
@@ -534,10 +574,12 @@ int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
             break;
         }
         const struct rlog_rec *h = (const void *)rec;
-        if (h->origin >= shm->clock->ninc || h->seq <= prev_seq[h->origin] ||
-            h->seq > shm->clock->applied[h->origin]) {
-            snprintf(buf, buflen, "replication log: record %u/%llu out of order or beyond the clock",
-                     (unsigned)h->origin, (unsigned long long)h->seq);
+        if (h->origin >= shm->clock->ninc || h->seq <= prev_seq[h->origin] || h->seq > shm->clock->applied[h->origin]) {
+            snprintf(buf,
+                     buflen,
+                     "replication log: record %u/%llu out of order or beyond the clock",
+                     (unsigned)h->origin,
+                     (unsigned long long)h->seq);
             *why = buf;
             r = -1;
             break;

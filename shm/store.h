@@ -54,10 +54,10 @@ struct store_record {
 };
 
 enum store_apply {
-    APPLY_DONE = 0,  /* applied now */
-    APPLY_DUP,       /* already applied: acknowledged and dropped */
-    APPLY_WAIT,      /* dependencies not met yet: not applied */
-    APPLY_FULL,      /* store full */
+    APPLY_DONE = 0, /* applied now */
+    APPLY_DUP,      /* already applied: acknowledged and dropped */
+    APPLY_WAIT,     /* dependencies not met yet: not applied */
+    APPLY_FULL,     /* store full */
 };
 
 /* Master, before fork: intern this replica's incarnation and install the

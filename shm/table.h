@@ -42,8 +42,14 @@ struct entry {
     char data[];   /* key (klen bytes), then value JSON text (vlen bytes) */
 };
 
-static inline const char *entry_key(const struct entry *e) { return e->data; }
-static inline const char *entry_value(const struct entry *e) { return e->data + e->klen; }
+static inline const char *entry_key(const struct entry *e)
+{
+    return e->data;
+}
+static inline const char *entry_value(const struct entry *e)
+{
+    return e->data + e->klen;
+}
 
 struct table_slots {
     struct rcu_node rcu;
@@ -55,9 +61,9 @@ struct table_slots {
 
 struct table_sh {
     struct table_slots *slots; /* RCU pointer */
-    uint64_t used;       /* non-NULL slots, TABLE_DELETED included */
-    uint64_t nlive;      /* entries that are not tombstones */
-    uint64_t ntomb;      /* tombstone entries */
+    uint64_t used;             /* non-NULL slots, TABLE_DELETED included */
+    uint64_t nlive;            /* entries that are not tombstones */
+    uint64_t ntomb;            /* tombstone entries */
 };
 
 size_t table_size(void);
@@ -77,7 +83,10 @@ struct entry *table_entry_new_sh(struct arena_sh *arena, const char *key, size_t
  * through *old, not yet retired) any previous entry; the caller retires
  * *old with rcu_retire_sh().  Grows the array first when needed; returns
  * -1 (nothing changed) if growing does not fit in the arena. */
-int table_put_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena, struct entry *e,
+int table_put_sh(struct table_sh *table,
+                 struct rcu_sh *rcu,
+                 struct arena_sh *arena,
+                 struct entry *e,
                  struct entry **old);
 
 /* Writer lock held.  Unlink the entry for key (the caller retires it). */

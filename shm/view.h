@@ -34,10 +34,10 @@ struct view_member {
     char addr[ADDR_MAX];
     uint32_t used;
     uint32_t in_view;
-    uint32_t state;        /* enum peer_state */
+    uint32_t state; /* enum peer_state */
     uint32_t pad;
-    uint64_t since_ms;     /* entered the current state */
-    uint64_t acked_at_ms;  /* last clock report */
+    uint64_t since_ms;         /* entered the current state */
+    uint64_t acked_at_ms;      /* last clock report */
     uint64_t acked[CLOCK_MAX]; /* the peer's applied clock, as last reported */
 };
 

@@ -136,8 +136,8 @@ static int parse_number(const char *val, int duration, unsigned long long *out)
         default:
             return -1;
         }
-        if (*end != '\0' && end[1] != '\0' && !(toupper((unsigned char)end[1]) == 'B' && end[2] == '\0')
-            && !(toupper((unsigned char)end[1]) == 'I' && toupper((unsigned char)end[2]) == 'B' && end[3] == '\0'))
+        if (*end != '\0' && end[1] != '\0' && !(toupper((unsigned char)end[1]) == 'B' && end[2] == '\0') &&
+            !(toupper((unsigned char)end[1]) == 'I' && toupper((unsigned char)end[2]) == 'B' && end[3] == '\0'))
             return -1;
         if (shift && n > (ULLONG_MAX >> shift))
             return -1;
@@ -153,22 +153,18 @@ struct range {
 };
 
 static const struct range ranges[] = {
-    {"workers", 1, 128},
-    {"memory", 8 << 20, 1ULL << 40},
-    {"log-size", 0, 1ULL << 38},
-    {"max-body", 256, 1ULL << 30},
-    {"peer-timeout", 10, 600000},
-    {"heartbeat", 10, 600000},
-    {"readmit-delay", 0, 3600000},
-    {"join-grace", 0, 3600000},
-    {"probe-interval", 10, 600000},
-    {"causal-wait", 0, 10000},
-    {"request-timeout", 100, 3600000},
-    {"max-connections", 1, 1000000},
+    { "workers", 1, 128 },           { "memory", 8 << 20, 1ULL << 40 },   { "log-size", 0, 1ULL << 38 },
+    { "max-body", 256, 1ULL << 30 }, { "peer-timeout", 10, 600000 },      { "heartbeat", 10, 600000 },
+    { "readmit-delay", 0, 3600000 }, { "join-grace", 0, 3600000 },        { "probe-interval", 10, 600000 },
+    { "causal-wait", 0, 10000 },     { "request-timeout", 100, 3600000 }, { "max-connections", 1, 1000000 },
 };
 
-static int parse_unsigned(struct config *cfg, const struct config_option *opt, const char *val, char *err,
-                          size_t errlen, int duration)
+static int parse_unsigned(struct config *cfg,
+                          const struct config_option *opt,
+                          const char *val,
+                          char *err,
+                          size_t errlen,
+                          int duration)
 {
     unsigned long long n, min = 0, max = ULLONG_MAX;
     size_t i;
@@ -178,8 +174,14 @@ static int parse_unsigned(struct config *cfg, const struct config_option *opt, c
         if (strcmp(ranges[i].flag, opt->flag) == 0)
             min = ranges[i].min, max = ranges[i].max;
     if (parse_number(val, duration, &n) != 0 || n < min || n > max) {
-        snprintf(err, errlen, "invalid --%s '%s': expected %s from %llu to %llu", opt->flag, val,
-                 duration ? "milliseconds (or Ns)" : "a number (K/M/G suffix allowed)", min, max);
+        snprintf(err,
+                 errlen,
+                 "invalid --%s '%s': expected %s from %llu to %llu",
+                 opt->flag,
+                 val,
+                 duration ? "milliseconds (or Ns)" : "a number (K/M/G suffix allowed)",
+                 min,
+                 max);
         return -1;
     }
     if (opt->offset == FIELD(workers))
@@ -217,7 +219,10 @@ static int parse_enum(const char *val, const char *const *names, int *out)
     return -1;
 }
 
-static int parse_log_level(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+static int parse_log_level(struct config *cfg,
+                           const struct config_option *opt,
+                           const char *val,
+                           char *err,
                            size_t errlen)
 {
     if (parse_enum(val, log_level_names, &cfg->log_level) != 0) {
@@ -227,7 +232,10 @@ static int parse_log_level(struct config *cfg, const struct config_option *opt, 
     return 0;
 }
 
-static int parse_log_format(struct config *cfg, const struct config_option *opt, const char *val, char *err,
+static int parse_log_format(struct config *cfg,
+                            const struct config_option *opt,
+                            const char *val,
+                            char *err,
                             size_t errlen)
 {
     if (parse_enum(val, log_format_names, &cfg->log_format) != 0) {
@@ -237,8 +245,7 @@ static int parse_log_format(struct config *cfg, const struct config_option *opt,
     return 0;
 }
 
-static int parse_string(struct config *cfg, const struct config_option *opt, const char *val, char *err,
-                        size_t errlen)
+static int parse_string(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
 {
     char *dst = (char *)cfg + opt->offset;
     size_t cap = opt->offset == FIELD(log_file) ? sizeof(cfg->log_file) : sizeof(cfg->cluster_key);
@@ -253,10 +260,10 @@ static int parse_string(struct config *cfg, const struct config_option *opt, con
 
 /* A switch: on as a flag; from the environment, 1/yes/true/on or
  * 0/no/false/off (config_load passes NULL for the flag form). */
-static int parse_switch(struct config *cfg, const struct config_option *opt, const char *val, char *err,
-                        size_t errlen)
+static int parse_switch(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
 {
-    static const char *const on[] = {"1", "yes", "true", "on", NULL}, *const off[] = {"0", "no", "false", "off", "", NULL};
+    static const char *const on[] = { "1", "yes", "true", "on", NULL }, *const off[] = { "0",   "no", "false",
+                                                                                         "off", "",   NULL };
     int *dst = (int *)((char *)cfg + opt->offset), i;
 
     if (val == NULL) {
@@ -275,46 +282,148 @@ static int parse_switch(struct config *cfg, const struct config_option *opt, con
 }
 
 const struct config_option config_options[] = {
-    {"address", 'a', "SOCKET_ADDRESS", "IP:PORT", "", "this replica's address; peers and clients reach it there",
-     parse_addr, FIELD(address)},
-    {"view", 'v', "VIEW", "IP:PORT,...", "", "every replica of the cluster, this one included", parse_view,
-     FIELD(view)},
-    {"listen", 'l', "KVSD_LISTEN", "IP:PORT", "", "where to listen (default: --address; 0.0.0.0:PORT in containers)",
-     parse_addr, FIELD(listen)},
-    {"workers", 'w', "KVSD_WORKERS", "N", "", "worker processes (default: number of CPUs)", parse_size,
-     FIELD(workers)},
-    {"memory", 'm', "KVSD_MEMORY", "BYTES", "256M", "size of the shared-memory store", parse_size, FIELD(memory)},
-    {"log-size", 0, "KVSD_LOG_SIZE", "BYTES", "0", "replication log ring (0: an eighth of --memory)", parse_size,
-     FIELD(rlog_size)},
-    {"max-body", 0, "KVSD_MAX_BODY", "BYTES", "1M", "largest request body accepted", parse_size, FIELD(max_body)},
-    {"max-connections", 0, "KVSD_MAX_CONNECTIONS", "N", "4096", "open client connections per worker", parse_size,
-     FIELD(max_connections)},
-    {"request-timeout", 0, "KVSD_REQUEST_TIMEOUT", "MS", "10000", "time a client has to send a whole request",
-     parse_ms, FIELD(request_timeout_ms)},
-    {"peer-timeout", 0, "KVSD_PEER_TIMEOUT", "MS", "500", "a peer request unanswered this long evicts the peer",
-     parse_ms, FIELD(peer_timeout_ms)},
-    {"heartbeat", 0, "KVSD_HEARTBEAT", "MS", "200", "idle time after which a peer gets a heartbeat", parse_ms,
-     FIELD(heartbeat_ms)},
-    {"probe-interval", 0, "KVSD_PROBE_INTERVAL", "MS", "500", "how often an evicted peer is probed", parse_ms,
-     FIELD(probe_interval_ms)},
-    {"readmit-delay", 0, "KVSD_READMIT_DELAY", "MS", "3000",
-     "an evicted peer must answer probes this long before it is re-admitted", parse_ms, FIELD(readmit_delay_ms)},
-    {"join-grace", 0, "KVSD_JOIN_GRACE", "MS", "10000", "a peer that never answered is not evicted before this",
-     parse_ms, FIELD(join_grace_ms)},
-    {"causal-wait", 0, "KVSD_CAUSAL_WAIT", "MS", "0", "accepted for compatibility; kvsd answers 503 at once",
-     parse_ms, FIELD(causal_wait_ms)},
-    {"cluster-key", 0, "KVSD_CLUSTER_KEY", "KEY", "", "shared secret required on /internal/ requests",
-     parse_string, FIELD(cluster_key)},
-    {"log-level", 0, "KVSD_LOG_LEVEL", "LEVEL", "info", "error, warn, info or debug", parse_log_level,
-     FIELD(log_level)},
-    {"log-format", 0, "KVSD_LOG_FORMAT", "FORMAT", "logfmt", "logfmt, text or json", parse_log_format,
-     FIELD(log_format)},
-    {"log-file", 0, "KVSD_LOG_FILE", "PATH", "", "log to PATH instead of stderr (reopened on SIGHUP)", parse_string,
-     FIELD(log_file)},
-    {"access-log", 0, "KVSD_ACCESS_LOG", NULL, NULL, "log every request", parse_switch, FIELD(access_log)},
-    {"check", 'n', NULL, NULL, NULL, "check the configuration and exit", parse_switch, FIELD(check_only)},
-    {"version", 'V', NULL, NULL, NULL, "print the version and exit", parse_switch, FIELD(show_version)},
-    {"help", 'h', NULL, NULL, NULL, "print this help and exit", parse_switch, FIELD(show_help)},
+    { "address",
+      'a',
+      "SOCKET_ADDRESS",
+      "IP:PORT",
+      "",
+      "this replica's address; peers and clients reach it there",
+      parse_addr,
+      FIELD(address) },
+    { "view",
+      'v',
+      "VIEW",
+      "IP:PORT,...",
+      "",
+      "every replica of the cluster, this one included",
+      parse_view,
+      FIELD(view) },
+    { "listen",
+      'l',
+      "KVSD_LISTEN",
+      "IP:PORT",
+      "",
+      "where to listen (default: --address; 0.0.0.0:PORT in containers)",
+      parse_addr,
+      FIELD(listen) },
+    { "workers",
+      'w',
+      "KVSD_WORKERS",
+      "N",
+      "",
+      "worker processes (default: number of CPUs)",
+      parse_size,
+      FIELD(workers) },
+    { "memory", 'm', "KVSD_MEMORY", "BYTES", "256M", "size of the shared-memory store", parse_size, FIELD(memory) },
+    { "log-size",
+      0,
+      "KVSD_LOG_SIZE",
+      "BYTES",
+      "0",
+      "replication log ring (0: an eighth of --memory)",
+      parse_size,
+      FIELD(rlog_size) },
+    { "max-body", 0, "KVSD_MAX_BODY", "BYTES", "1M", "largest request body accepted", parse_size, FIELD(max_body) },
+    { "max-connections",
+      0,
+      "KVSD_MAX_CONNECTIONS",
+      "N",
+      "4096",
+      "open client connections per worker",
+      parse_size,
+      FIELD(max_connections) },
+    { "request-timeout",
+      0,
+      "KVSD_REQUEST_TIMEOUT",
+      "MS",
+      "10000",
+      "time a client has to send a whole request",
+      parse_ms,
+      FIELD(request_timeout_ms) },
+    { "peer-timeout",
+      0,
+      "KVSD_PEER_TIMEOUT",
+      "MS",
+      "500",
+      "a peer request unanswered this long evicts the peer",
+      parse_ms,
+      FIELD(peer_timeout_ms) },
+    { "heartbeat",
+      0,
+      "KVSD_HEARTBEAT",
+      "MS",
+      "200",
+      "idle time after which a peer gets a heartbeat",
+      parse_ms,
+      FIELD(heartbeat_ms) },
+    { "probe-interval",
+      0,
+      "KVSD_PROBE_INTERVAL",
+      "MS",
+      "500",
+      "how often an evicted peer is probed",
+      parse_ms,
+      FIELD(probe_interval_ms) },
+    { "readmit-delay",
+      0,
+      "KVSD_READMIT_DELAY",
+      "MS",
+      "3000",
+      "an evicted peer must answer probes this long before it is re-admitted",
+      parse_ms,
+      FIELD(readmit_delay_ms) },
+    { "join-grace",
+      0,
+      "KVSD_JOIN_GRACE",
+      "MS",
+      "10000",
+      "a peer that never answered is not evicted before this",
+      parse_ms,
+      FIELD(join_grace_ms) },
+    { "causal-wait",
+      0,
+      "KVSD_CAUSAL_WAIT",
+      "MS",
+      "0",
+      "accepted for compatibility; kvsd answers 503 at once",
+      parse_ms,
+      FIELD(causal_wait_ms) },
+    { "cluster-key",
+      0,
+      "KVSD_CLUSTER_KEY",
+      "KEY",
+      "",
+      "shared secret required on /internal/ requests",
+      parse_string,
+      FIELD(cluster_key) },
+    { "log-level",
+      0,
+      "KVSD_LOG_LEVEL",
+      "LEVEL",
+      "info",
+      "error, warn, info or debug",
+      parse_log_level,
+      FIELD(log_level) },
+    { "log-format",
+      0,
+      "KVSD_LOG_FORMAT",
+      "FORMAT",
+      "logfmt",
+      "logfmt, text or json",
+      parse_log_format,
+      FIELD(log_format) },
+    { "log-file",
+      0,
+      "KVSD_LOG_FILE",
+      "PATH",
+      "",
+      "log to PATH instead of stderr (reopened on SIGHUP)",
+      parse_string,
+      FIELD(log_file) },
+    { "access-log", 0, "KVSD_ACCESS_LOG", NULL, NULL, "log every request", parse_switch, FIELD(access_log) },
+    { "check", 'n', NULL, NULL, NULL, "check the configuration and exit", parse_switch, FIELD(check_only) },
+    { "version", 'V', NULL, NULL, NULL, "print the version and exit", parse_switch, FIELD(show_version) },
+    { "help", 'h', NULL, NULL, NULL, "print this help and exit", parse_switch, FIELD(show_help) },
 };
 const size_t config_noptions = sizeof(config_options) / sizeof(config_options[0]);
 
@@ -416,10 +525,11 @@ void config_usage(FILE *fp)
 {
     size_t i;
 
-    fprintf(fp, "usage: kvsd [options]\n\n"
-                "One replica of a replicated, causally consistent key-value store.\n"
-                "Every option can also be set in the environment variable shown;\n"
-                "flags override the environment, which overrides the defaults.\n\n");
+    fprintf(fp,
+            "usage: kvsd [options]\n\n"
+            "One replica of a replicated, causally consistent key-value store.\n"
+            "Every option can also be set in the environment variable shown;\n"
+            "flags override the environment, which overrides the defaults.\n\n");
     for (i = 0; i != config_noptions; ++i) {
         const struct config_option *o = &config_options[i];
         char left[64];

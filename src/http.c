@@ -37,8 +37,14 @@ static void log_access(h2o_req_t *req, int status, size_t len)
 
     if ((sslen = req->conn->callbacks->get_peername(req->conn, (void *)&ss)) != 0)
         h2o_socket_getnumerichost((void *)&ss, sslen, host);
-    log_info("access client=%s method=%.*s path=%.*s status=%d bytes=%zu", host, (int)req->method.len,
-             req->method.base, (int)req->path.len, req->path.base, status, len);
+    log_info("access client=%s method=%.*s path=%.*s status=%d bytes=%zu",
+             host,
+             (int)req->method.len,
+             req->method.base,
+             (int)req->path.len,
+             req->path.base,
+             status,
+             len);
 }
 
 static const char *reason(int status)
@@ -74,7 +80,7 @@ void http_send(h2o_req_t *req, int status, const char *body, size_t len)
 
 void http_send_type(h2o_req_t *req, int status, const char *type, const char *body, size_t len)
 {
-    static h2o_generator_t generator = {NULL, NULL};
+    static h2o_generator_t generator = { NULL, NULL };
     h2o_iovec_t buf = h2o_iovec_init(body, len);
 
     if (access_log)
@@ -82,9 +88,12 @@ void http_send_type(h2o_req_t *req, int status, const char *type, const char *bo
     if (current.env != NULL) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        stats_request(current.env->shm->stats, current.env->slot, current.route, status,
-                      (uint64_t)((now.tv_sec - current.start.tv_sec) * 1000000 +
-                                 (now.tv_nsec - current.start.tv_nsec) / 1000));
+        stats_request(
+          current.env->shm->stats,
+          current.env->slot,
+          current.route,
+          status,
+          (uint64_t)((now.tv_sec - current.start.tv_sec) * 1000000 + (now.tv_nsec - current.start.tv_nsec) / 1000));
         current.env = NULL;
     }
     req->res.status = status;
@@ -106,7 +115,10 @@ void http_send_error(h2o_req_t *req, int status, const char *message)
     http_send(req, status, body, (size_t)snprintf(body, len, "{\"error\": \"%s\"}", message));
 }
 
-int http_method_is(h2o_req_t *req, const char *m, size_t len) { return h2o_memis(req->method.base, req->method.len, m, len); }
+int http_method_is(h2o_req_t *req, const char *m, size_t len)
+{
+    return h2o_memis(req->method.base, req->method.len, m, len);
+}
 
 void http_wake_replicator(struct http_env *env)
 {
@@ -131,9 +143,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     current.env = env;
     clock_gettime(CLOCK_MONOTONIC, &current.start);
     if (PATH_HAS_PREFIX(path, len, "/kvs/") && len > 5) {
-        current.route = METHOD(req, "GET") ? ROUTE_KVS_GET : METHOD(req, "PUT") ? ROUTE_KVS_PUT
-                        : METHOD(req, "DELETE")  ? ROUTE_KVS_DELETE
-                                                 : ROUTE_OTHER;
+        current.route = METHOD(req, "GET")      ? ROUTE_KVS_GET
+                        : METHOD(req, "PUT")    ? ROUTE_KVS_PUT
+                        : METHOD(req, "DELETE") ? ROUTE_KVS_DELETE
+                                                : ROUTE_OTHER;
         return http_kvs(env, req, path + 5, len - 5);
     }
     if (PATH_IS(path, len, "/view")) {
@@ -159,7 +172,10 @@ struct json_error_ostream {
     h2o_iovec_t body;
 };
 
-static void json_error_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+static void json_error_do_send(h2o_ostream_t *self,
+                               h2o_req_t *req,
+                               h2o_iovec_t *bufs,
+                               size_t bufcnt,
                                h2o_send_state_t state)
 {
     struct json_error_ostream *os = (void *)self;

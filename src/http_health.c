@@ -58,10 +58,15 @@ static void requests(struct out *o, const struct proc_stats *sum)
         for (st = 0; st < ST_N; ++st)
             if (sum->requests[r][st] != 0) {
                 if (stat_status_codes[st] != 0)
-                    put(o, "kvsd_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n", stat_route_names[r],
-                        stat_status_codes[st], sum->requests[r][st]);
+                    put(o,
+                        "kvsd_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
+                        stat_route_names[r],
+                        stat_status_codes[st],
+                        sum->requests[r][st]);
                 else
-                    put(o, "kvsd_requests_total{route=\"%s\",status=\"other\"} %" PRIu64 "\n", stat_route_names[r],
+                    put(o,
+                        "kvsd_requests_total{route=\"%s\",status=\"other\"} %" PRIu64 "\n",
+                        stat_route_names[r],
                         sum->requests[r][st]);
             }
     head(o, "kvsd_request_duration_seconds", "histogram", "Time from request to response.");
@@ -79,8 +84,12 @@ static void requests(struct out *o, const struct proc_stats *sum)
         uint64_t unsatisfied = 0;
         for (r = 0; r < ROUTE_N; ++r)
             unsatisfied += sum->requests[r][ST_503];
-        SCALAR(o, "kvsd_unavailable_total", "counter", "503 answers (dependencies not applied, or not ready).",
-               "%" PRIu64, unsatisfied);
+        SCALAR(o,
+               "kvsd_unavailable_total",
+               "counter",
+               "503 answers (dependencies not applied, or not ready).",
+               "%" PRIu64,
+               unsatisfied);
     }
 }
 
@@ -92,18 +101,21 @@ static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
     for (i = 0; i < n && i < VIEW_MAX; ++i) {
         const struct view_member *m = &shm->view->m[i];
         if (m->used)
-            put(o, "kvsd_peer_state{peer=\"%s\",state=\"%s\"} 1\n", m->addr,
+            put(o,
+                "kvsd_peer_state{peer=\"%s\",state=\"%s\"} 1\n",
+                m->addr,
                 peer_state_name((int)__atomic_load_n(&m->state, __ATOMIC_RELAXED)));
     }
     head(o, "kvsd_peer_queued_bytes", "gauge", "Replication log bytes not yet acknowledged by the peer.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
         if (shm->view->m[i].used && shm->view->m[i].state != PEER_SELF)
-            put(o, "kvsd_peer_queued_bytes{peer=\"%s\"} %" PRIu64 "\n", shm->view->m[i].addr, sum->peer_queued_bytes[i]);
+            put(
+              o, "kvsd_peer_queued_bytes{peer=\"%s\"} %" PRIu64 "\n", shm->view->m[i].addr, sum->peer_queued_bytes[i]);
     head(o, "kvsd_peer_lag_seconds", "gauge", "Age of the oldest write the peer has not acknowledged.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
         if (shm->view->m[i].used && shm->view->m[i].state != PEER_SELF)
-            put(o, "kvsd_peer_lag_seconds{peer=\"%s\"} %.3f\n", shm->view->m[i].addr,
-                (double)sum->peer_lag_ms[i] / 1000);
+            put(
+              o, "kvsd_peer_lag_seconds{peer=\"%s\"} %.3f\n", shm->view->m[i].addr, (double)sum->peer_lag_ms[i] / 1000);
 }
 
 static uint64_t writes_lost(shm_t *shm)
@@ -123,34 +135,56 @@ static uint64_t writes_lost(shm_t *shm)
 static int metrics(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
-    struct out o = {NULL, 0, 16384 + VIEW_MAX * 400};
+    struct out o = { NULL, 0, 16384 + VIEW_MAX * 400 };
     struct proc_stats sums, *sum = &sums; /* cache-line aligned type: not in pool memory */
 
     o.p = h2o_mem_alloc_pool(&req->pool, o.cap);
     stats_sum(shm->stats, sum);
-    SCALAR(&o, "kvsd_ready", "gauge", "1 once joined and caught up.", "%u", __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE));
+    SCALAR(
+      &o, "kvsd_ready", "gauge", "1 once joined and caught up.", "%u", __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE));
     SCALAR(&o, "kvsd_keys", "gauge", "Keys holding a value.", "%" PRIu64, shm->table->nlive);
     SCALAR(&o, "kvsd_tombstones", "gauge", "Deleted keys kept as tombstones.", "%" PRIu64, shm->table->ntomb);
     SCALAR(&o, "kvsd_shm_used_bytes", "gauge", "Arena bytes in use.", "%" PRIu64, shm->arena->used);
-    SCALAR(&o, "kvsd_shm_free_bytes", "gauge", "Arena bytes still allocatable.", "%" PRIu64, arena_free_bytes(shm->arena));
-    SCALAR(&o, "kvsd_rcu_pending", "gauge", "Retired objects waiting for a grace period.", "%" PRIu64, shm->rcu->pending);
-    SCALAR(&o, "kvsd_rlog_records_total", "counter", "Records appended to the replication log.", "%" PRIu64,
+    SCALAR(
+      &o, "kvsd_shm_free_bytes", "gauge", "Arena bytes still allocatable.", "%" PRIu64, arena_free_bytes(shm->arena));
+    SCALAR(
+      &o, "kvsd_rcu_pending", "gauge", "Retired objects waiting for a grace period.", "%" PRIu64, shm->rcu->pending);
+    SCALAR(&o,
+           "kvsd_rlog_records_total",
+           "counter",
+           "Records appended to the replication log.",
+           "%" PRIu64,
            shm->rlog->records);
-    SCALAR(&o, "kvsd_lock_recoveries_total", "counter", "Writer-lock owner deaths recovered.", "%" PRIu64,
+    SCALAR(&o,
+           "kvsd_lock_recoveries_total",
+           "counter",
+           "Writer-lock owner deaths recovered.",
+           "%" PRIu64,
            shm->lock->recoveries);
-    SCALAR(&o, "kvsd_child_restarts_total", "counter", "Workers and replicators restarted by the master.",
-           "%" PRIu64, shm->stats->child_restarts);
+    SCALAR(&o,
+           "kvsd_child_restarts_total",
+           "counter",
+           "Workers and replicators restarted by the master.",
+           "%" PRIu64,
+           shm->stats->child_restarts);
     SCALAR(&o, "kvsd_evictions_total", "counter", "Peers evicted from the view.", "%" PRIu64, sum->evictions);
     SCALAR(&o, "kvsd_readmissions_total", "counter", "Evicted peers re-admitted.", "%" PRIu64, sum->readmissions);
     SCALAR(&o, "kvsd_batches_total", "counter", "Replication batches and heartbeats sent.", "%" PRIu64, sum->batches);
-    SCALAR(&o, "kvsd_records_shipped_total", "counter", "Log records shipped to peers.", "%" PRIu64,
-           sum->records_shipped);
-    SCALAR(&o, "kvsd_shipped_bytes_total", "counter", "Bytes of replication batches sent.", "%" PRIu64,
-           sum->bytes_shipped);
-    SCALAR(&o, "kvsd_snapshots_installed_total", "counter", "State transfers installed.", "%" PRIu64,
+    SCALAR(
+      &o, "kvsd_records_shipped_total", "counter", "Log records shipped to peers.", "%" PRIu64, sum->records_shipped);
+    SCALAR(
+      &o, "kvsd_shipped_bytes_total", "counter", "Bytes of replication batches sent.", "%" PRIu64, sum->bytes_shipped);
+    SCALAR(&o,
+           "kvsd_snapshots_installed_total",
+           "counter",
+           "State transfers installed.",
+           "%" PRIu64,
            sum->snapshots_installed);
-    SCALAR(&o, "kvsd_writes_lost_total", "counter",
-           "Writes clients saw that crashed with their replica before any other got them.", "%" PRIu64,
+    SCALAR(&o,
+           "kvsd_writes_lost_total",
+           "counter",
+           "Writes clients saw that crashed with their replica before any other got them.",
+           "%" PRIu64,
            writes_lost(shm));
     requests(&o, sum);
     peers(&o, shm, sum);

@@ -43,14 +43,14 @@ static int key_matches(const char *want, const char *got, size_t gotlen)
 
 static int authorized(struct http_env *env, h2o_req_t *req)
 {
-    static const h2o_iovec_t name = {H2O_STRLIT("x-kvsd-cluster-key")};
+    static const h2o_iovec_t name = { H2O_STRLIT("x-kvsd-cluster-key") };
     ssize_t i;
 
     if (env->cfg->cluster_key[0] == '\0')
         return 1;
     i = h2o_find_header_by_str(&req->headers, name.base, name.len, -1);
-    return i >= 0 && key_matches(env->cfg->cluster_key, req->headers.entries[i].value.base,
-                                 req->headers.entries[i].value.len);
+    return i >= 0 &&
+           key_matches(env->cfg->cluster_key, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
 }
 
 static void send_buf(h2o_req_t *req, int status, struct buf *b)
@@ -69,7 +69,7 @@ static void send_clock(struct http_env *env, h2o_req_t *req)
     uint32_t ninc = clock_snapshot(shm->clock, c), id;
     struct wire_enc e;
     struct wire_inc from;
-    struct buf out = {0};
+    struct buf out = { 0 };
 
     wire_enc_init(&e);
     for (id = 0; id < ninc; ++id)
@@ -127,8 +127,18 @@ struct snap_ctx {
 static int snap_entry(const struct entry *e, void *arg)
 {
     struct snap_ctx *ctx = arg;
-    wire_enc_record(ctx->enc, ctx->shm->clock, e->origin, e->seq, e->lamport, (e->flags & ENTRY_TOMBSTONE) != 0,
-                    entry_key(e), e->klen, entry_value(e), e->vlen, NULL, 0);
+    wire_enc_record(ctx->enc,
+                    ctx->shm->clock,
+                    e->origin,
+                    e->seq,
+                    e->lamport,
+                    (e->flags & ENTRY_TOMBSTONE) != 0,
+                    entry_key(e),
+                    e->klen,
+                    entry_value(e),
+                    e->vlen,
+                    NULL,
+                    0);
     return 0;
 }
 
@@ -137,9 +147,9 @@ static int snapshot(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
     struct wire_enc e;
-    struct snap_ctx ctx = {shm, &e};
+    struct snap_ctx ctx = { shm, &e };
     struct wire_inc from;
-    struct buf out = {0};
+    struct buf out = { 0 };
     uint32_t id, ninc;
 
     if (!__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE)) {

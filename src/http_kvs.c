@@ -53,7 +53,8 @@ static int intern_if_retired(shm_t *shm, const struct clock_ref *ref)
     if (store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, &ref->stamp, 1, &id) != 0)
         return -1;
     log_info("client metadata names %s/%llu, an earlier life of a known replica: tracking it as retired",
-             ref->addr, (unsigned long long)ref->stamp);
+             ref->addr,
+             (unsigned long long)ref->stamp);
     return id;
 }
 
@@ -97,13 +98,15 @@ static void note_lost(shm_t *shm, const struct deps *d)
         if (n <= clock_applied(shm->clock, d->pair[i].id) || !clock_retired_met(shm->clock, d->pair[i].id))
             continue;
         seen = __atomic_load_n(&inc->lost_upto, __ATOMIC_RELAXED);
-        while (n > seen && !__atomic_compare_exchange_n(&inc->lost_upto, &seen, n, 0, __ATOMIC_RELAXED,
-                                                        __ATOMIC_RELAXED))
+        while (n > seen &&
+               !__atomic_compare_exchange_n(&inc->lost_upto, &seen, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             ;
         if (seen == 0)
             log_warn("a client saw writes %llu..%llu of %s/%llu, which crashed before any replica got them: "
                      "treating them as lost",
-                     (unsigned long long)inc->final_seq + 1, (unsigned long long)n, inc->addr,
+                     (unsigned long long)inc->final_seq + 1,
+                     (unsigned long long)n,
+                     inc->addr,
                      (unsigned long long)inc->stamp);
     }
 }
@@ -121,7 +124,11 @@ static uint32_t merge_clock(shm_t *shm, const struct deps *d, uint64_t *c)
 }
 
 /* {"result": "<result>", "causal-metadata": M'} */
-static void send_result(struct http_env *env, h2o_req_t *req, int status, const char *result, const struct deps *d,
+static void send_result(struct http_env *env,
+                        h2o_req_t *req,
+                        int status,
+                        const char *result,
+                        const struct deps *d,
                         uint64_t *c)
 {
     uint32_t ninc = merge_clock(env->shm, d, c);
@@ -179,10 +186,14 @@ static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t 
     return 0;
 }
 
-static int do_write(struct http_env *env, h2o_req_t *req, const char *key, size_t klen, struct json_span value,
+static int do_write(struct http_env *env,
+                    h2o_req_t *req,
+                    const char *key,
+                    size_t klen,
+                    struct json_span value,
                     const struct deps *d)
 {
-    struct store_write w = {key, klen, NULL, 0, d->pair, d->n};
+    struct store_write w = { key, klen, NULL, 0, d->pair, d->n };
     uint64_t c[CLOCK_MAX];
     char *compact;
 
@@ -259,5 +270,5 @@ int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t ra
     note_lost(env->shm, &d);
     if (is_get)
         return do_get(env, req, key, klen, &d);
-    return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){NULL, 0}, &d);
+    return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){ NULL, 0 }, &d);
 }

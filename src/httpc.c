@@ -165,7 +165,7 @@ static void close_sock(httpc_conn_t *c)
  * abandoned. */
 static void abort_sock(httpc_conn_t *c)
 {
-    struct linger lg = {1, 0};
+    struct linger lg = { 1, 0 };
 
     if (c->sock != NULL)
         setsockopt(h2o_socket_get_fd(c->sock), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

@@ -271,7 +271,7 @@ static int scan_value(struct scanner *s, struct json_body *top)
 
 int json_scan_body(const char *buf, size_t len, struct json_body *out)
 {
-    struct scanner s = {buf, buf + len, 0};
+    struct scanner s = { buf, buf + len, 0 };
 
     memset(out, 0, sizeof(*out));
     skip_ws(&s);
@@ -295,7 +295,10 @@ invalid:
     return -1;
 }
 
-int json_span_is_null(struct json_span s) { return s.p == NULL || (s.len == 4 && memcmp(s.p, "null", 4) == 0); }
+int json_span_is_null(struct json_span s)
+{
+    return s.p == NULL || (s.len == 4 && memcmp(s.p, "null", 4) == 0);
+}
 
 size_t json_compact(struct json_span s, char *dst)
 {
@@ -402,7 +405,7 @@ long json_string_decode(struct json_span s, char *dst, size_t cap)
 
 long json_parse_clock(struct json_span span, struct clock_ref *out, size_t max)
 {
-    struct scanner s = {span.p, span.p + span.len, 0};
+    struct scanner s = { span.p, span.p + span.len, 0 };
     size_t count = 0;
 
     if (span.p == NULL || span.len == 0 || *s.p != '{')
@@ -487,8 +490,12 @@ size_t json_format_clock(const struct clock_sh *clock, const uint64_t *c, uint32
     for (id = 0; id < ninc; ++id) {
         if (c[id] == 0)
             continue;
-        n += (size_t)sprintf(dst + n, "%s\"%s/%" PRIu64 "\": %" PRIu64, first ? "" : ", ", clock->inc[id].addr,
-                             clock->inc[id].stamp, c[id]);
+        n += (size_t)sprintf(dst + n,
+                             "%s\"%s/%" PRIu64 "\": %" PRIu64,
+                             first ? "" : ", ",
+                             clock->inc[id].addr,
+                             clock->inc[id].stamp,
+                             c[id]);
         first = 0;
     }
     dst[n++] = '}';

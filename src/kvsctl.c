@@ -61,35 +61,36 @@ static void warnx_(const char *fmt, ...)
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: kvsctl [-s HOST:PORT] [--json] [-t SECONDS] [--session FILE | --no-session] COMMAND\n"
-                "\n"
-                "commands:\n"
-                "  get KEY             print the value of KEY\n"
-                "  put KEY VALUE       set KEY (VALUE is a string, or JSON with --json)\n"
-                "  delete KEY          delete KEY\n"
-                "  view                list the replicas in the view\n"
-                "  view add ADDR       add IP:PORT to the view\n"
-                "  view delete ADDR    remove IP:PORT from the view\n"
-                "  status              health, readiness, view and key count\n"
-                "  session [clear]     print (or forget) the causal-metadata carried\n"
-                "\n"
-                "options:\n"
-                "  -s, --server HOST:PORT  replica to talk to ($KVSCTL_SERVER, default 127.0.0.1:8090)\n"
-                "  -j, --json              VALUE is JSON; print values and results as JSON\n"
-                "  -t, --timeout SECONDS   per-request timeout ($KVSCTL_TIMEOUT, default 5)\n"
-                "  --session FILE          session file ($KVSCTL_SESSION)\n"
-                "  --no-session            neither read nor write a session file\n"
-                "  -h, --help              print this help\n"
-                "\n"
-                "exit status: 0 ok, 1 not found, 2 usage, 3 server error or unreachable,\n"
-                "4 service unavailable (503: causal dependencies not satisfied, not ready)\n");
+    fprintf(fp,
+            "usage: kvsctl [-s HOST:PORT] [--json] [-t SECONDS] [--session FILE | --no-session] COMMAND\n"
+            "\n"
+            "commands:\n"
+            "  get KEY             print the value of KEY\n"
+            "  put KEY VALUE       set KEY (VALUE is a string, or JSON with --json)\n"
+            "  delete KEY          delete KEY\n"
+            "  view                list the replicas in the view\n"
+            "  view add ADDR       add IP:PORT to the view\n"
+            "  view delete ADDR    remove IP:PORT from the view\n"
+            "  status              health, readiness, view and key count\n"
+            "  session [clear]     print (or forget) the causal-metadata carried\n"
+            "\n"
+            "options:\n"
+            "  -s, --server HOST:PORT  replica to talk to ($KVSCTL_SERVER, default 127.0.0.1:8090)\n"
+            "  -j, --json              VALUE is JSON; print values and results as JSON\n"
+            "  -t, --timeout SECONDS   per-request timeout ($KVSCTL_TIMEOUT, default 5)\n"
+            "  --session FILE          session file ($KVSCTL_SESSION)\n"
+            "  --no-session            neither read nor write a session file\n"
+            "  -h, --help              print this help\n"
+            "\n"
+            "exit status: 0 ok, 1 not found, 2 usage, 3 server error or unreachable,\n"
+            "4 service unavailable (503: causal dependencies not satisfied, not ready)\n");
 }
 
 /* --- HTTP over a blocking socket --- */
 
 static int wait_fd(int fd, short events, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = fd, .events = events};
+    struct pollfd pfd = { .fd = fd, .events = events };
     int r;
 
     do
@@ -104,7 +105,7 @@ static int connect_to(const char *server, int timeout_ms)
 {
     char host[256];
     const char *colon = strrchr(server, ':');
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res, *ai;
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res, *ai;
     int fd = -1, err;
 
     if (colon == NULL || colon == server || (size_t)(colon - server) >= sizeof(host) || colon[1] == '\0') {
@@ -124,8 +125,8 @@ static int connect_to(const char *server, int timeout_ms)
             continue;
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
             break;
-        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, timeout_ms) == 0
-            && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0) {
+        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, timeout_ms) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0) {
             if (err == 0)
                 break;
             errno = err;
@@ -225,21 +226,24 @@ static int http(const struct opts *o, const char *method, const char *path, cons
     memset(res, 0, sizeof(*res));
     if ((fd = connect_to(o->server, o->timeout_ms)) < 0)
         return fd == -2 ? EXIT_USAGE : EXIT_SERVER;
-    n = snprintf(head, sizeof(head),
+    n = snprintf(head,
+                 sizeof(head),
                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kvsctl/" PACKAGE_VERSION
                  "\r\nAccept: application/json\r\nConnection: close\r\n",
-                 method, path, o->server);
+                 method,
+                 path,
+                 o->server);
     if (body != NULL)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
-                      blen);
+        n += snprintf(
+          head + n, sizeof(head) - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
     n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
     if ((size_t)n >= sizeof(head)) {
         close(fd);
         warnx_("request line too long");
         return EXIT_USAGE;
     }
-    if (send_all(fd, head, (size_t)n, o->timeout_ms) != 0 || send_all(fd, body ? body : "", blen, o->timeout_ms) != 0
-        || recv_response(fd, o->timeout_ms, res) != 0) {
+    if (send_all(fd, head, (size_t)n, o->timeout_ms) != 0 || send_all(fd, body ? body : "", blen, o->timeout_ms) != 0 ||
+        recv_response(fd, o->timeout_ms, res) != 0) {
         warnx_("%s %s on %s: %s", method, path, o->server, strerror(errno));
         close(fd);
         return EXIT_SERVER;
@@ -294,9 +298,9 @@ static int session_store(const struct opts *o, json_t *m)
         return 0;
     if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", o->session, (int)getpid()) >= (int)sizeof(tmp))
         return -1;
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1
-        || json_dumpfd(m, fd, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || write(fd, "\n", 1) != 1 || close(fd) != 0
-        || rename(tmp, o->session) != 0) {
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1 ||
+        json_dumpfd(m, fd, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || write(fd, "\n", 1) != 1 || close(fd) != 0 ||
+        rename(tmp, o->session) != 0) {
         warnx_("cannot write session file %s: %s", o->session, strerror(errno));
         unlink(tmp);
         return -1;
@@ -500,7 +504,7 @@ static double metric_value(const char *text, const char *name)
 
 static int cmd_status(const struct opts *o)
 {
-    struct response health, ready, view = {0}, metrics = {0};
+    struct response health, ready, view = { 0 }, metrics = { 0 };
     json_t *vj = NULL, *out, *list;
     double keys = -1;
     int rc;
@@ -517,8 +521,15 @@ static int cmd_status(const struct opts *o)
         keys = metric_value(metrics.body, "kvsd_keys");
     list = json_object_get(vj, "view");
 
-    out = json_pack("{ss sb sb sO}", "server", o->server, "health", health.status == 200, "ready",
-                    ready.status == 200, "view", list ? list : json_null());
+    out = json_pack("{ss sb sb sO}",
+                    "server",
+                    o->server,
+                    "health",
+                    health.status == 200,
+                    "ready",
+                    ready.status == 200,
+                    "view",
+                    list ? list : json_null());
     json_object_set_new(out, "keys", keys >= 0 ? json_integer((json_int_t)keys) : json_null());
     if (o->json) {
         print_json(out);
@@ -526,7 +537,9 @@ static int cmd_status(const struct opts *o)
         json_t *a;
         size_t i;
 
-        printf("server  %s\nhealth  %s\nready   %s\nview    ", o->server, health.status == 200 ? "ok" : "failing",
+        printf("server  %s\nhealth  %s\nready   %s\nview    ",
+               o->server,
+               health.status == 200 ? "ok" : "failing",
                ready.status == 200 ? "yes" : "no");
         json_array_foreach(list, i, a) printf("%s%s", i ? "," : "", json_string_value(a));
         if (keys >= 0)
@@ -578,7 +591,7 @@ static int need(int argc, int want_min, int want_max)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.server = NULL, .timeout_ms = 5000};
+    struct opts o = { .server = NULL, .timeout_ms = 5000 };
     char *pos[8], session_buf[4096];
     const char *env;
     int npos = 0, i, no_session = 0, options_done = 0;
@@ -607,8 +620,8 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return EXIT_OK;
-        } else if (strcmp(a, "-s") == 0 || strcmp(a, "--server") == 0 || strcmp(a, "-t") == 0
-                   || strcmp(a, "--timeout") == 0 || strcmp(a, "--session") == 0) {
+        } else if (strcmp(a, "-s") == 0 || strcmp(a, "--server") == 0 || strcmp(a, "-t") == 0 ||
+                   strcmp(a, "--timeout") == 0 || strcmp(a, "--session") == 0) {
             if (i + 1 == argc) {
                 warnx_("option %s needs a value", a);
                 return EXIT_USAGE;

@@ -16,8 +16,8 @@
 
 #include "log.h"
 
-const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
-const char *const log_format_names[] = {"logfmt", "text", "json", NULL};
+const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+const char *const log_format_names[] = { "logfmt", "text", "json", NULL };
 
 static struct {
     int level;
@@ -25,7 +25,7 @@ static struct {
     int fd;
     char path[256];
     char role[32];
-} logger = {LOG_INFO, LOG_FMT_LOGFMT, 2, "", "kvsd"};
+} logger = { LOG_INFO, LOG_FMT_LOGFMT, 2, "", "kvsd" };
 
 void log_init(int level, int format, const char *path)
 {
@@ -60,7 +60,10 @@ int log_reopen(void)
     return 0;
 }
 
-int log_enabled(int level) { return level <= logger.level; }
+int log_enabled(int level)
+{
+    return level <= logger.level;
+}
 
 /* Escape msg into out for a quoted logfmt/JSON string. */
 static size_t quote(char *out, size_t cap, const char *msg)
@@ -100,13 +103,25 @@ static void vlog(int level, const char *fmt, va_list ap)
         break;
     case LOG_FMT_JSON:
         quote(q, sizeof(q), msg);
-        n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"role\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}\n", ts,
-                     log_level_names[level], logger.role, (int)getpid(), q);
+        n = snprintf(line,
+                     sizeof(line),
+                     "{\"ts\":\"%s\",\"level\":\"%s\",\"role\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}\n",
+                     ts,
+                     log_level_names[level],
+                     logger.role,
+                     (int)getpid(),
+                     q);
         break;
     default:
         quote(q, sizeof(q), msg);
-        n = snprintf(line, sizeof(line), "ts=%s level=%s role=%s pid=%d msg=\"%s\"\n", ts, log_level_names[level],
-                     logger.role, (int)getpid(), q);
+        n = snprintf(line,
+                     sizeof(line),
+                     "ts=%s level=%s role=%s pid=%d msg=\"%s\"\n",
+                     ts,
+                     log_level_names[level],
+                     logger.role,
+                     (int)getpid(),
+                     q);
         break;
     }
     if (n < 0)

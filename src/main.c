@@ -26,7 +26,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cfg.check_only) {
-        printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n", cfg.address, cfg.nview, cfg.workers,
+        printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n",
+               cfg.address,
+               cfg.nview,
+               cfg.workers,
                cfg.memory >> 20);
         return 0;
     }

@@ -101,10 +101,14 @@ static void reap(pid_t pid, int status)
         if (lock_reap_sh(m.shm->lock))
             log_warn("recovered the store after a writer died holding the lock");
         if (WIFSIGNALED(status))
-            log_warn("%s (pid %d) killed by signal %d; restarting", child_name(c, name, sizeof(name)), (int)pid,
+            log_warn("%s (pid %d) killed by signal %d; restarting",
+                     child_name(c, name, sizeof(name)),
+                     (int)pid,
                      WTERMSIG(status));
         else
-            log_warn("%s (pid %d) exited with status %d; restarting", child_name(c, name, sizeof(name)), (int)pid,
+            log_warn("%s (pid %d) exited with status %d; restarting",
+                     child_name(c, name, sizeof(name)),
+                     (int)pid,
                      WEXITSTATUS(status));
         ++c->restarts;
         stats_add(&m.shm->stats->child_restarts, 1);
@@ -155,7 +159,7 @@ static void shutdown_children(void)
 
 static shm_t *create_store(const struct config *cfg)
 {
-    struct shm_params params = {cfg->memory, cfg->rlog_size};
+    struct shm_params params = { cfg->memory, cfg->rlog_size };
     shm_t *shm;
     size_t i;
 
@@ -177,7 +181,7 @@ int master_main(const struct config *cfg)
 {
     sigset_t set;
     siginfo_t info;
-    struct timespec tick = {0, 100 * 1000 * 1000};
+    struct timespec tick = { 0, 100 * 1000 * 1000 };
     char err[256];
     int i, fd, status, sig;
     pid_t pid;
@@ -202,12 +206,17 @@ int master_main(const struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     for (i = 0; i < cfg->workers; ++i)
-        m.child[m.nchild++] = (struct child){0, ROLE_WORKER, i, i, 0, 0, 0};
-    m.child[m.nchild++] = (struct child){0, ROLE_REPLICATOR, 0, cfg->workers, 0, 0, 0};
+        m.child[m.nchild++] = (struct child){ 0, ROLE_WORKER, i, i, 0, 0, 0 };
+    m.child[m.nchild++] = (struct child){ 0, ROLE_REPLICATOR, 0, cfg->workers, 0, 0, 0 };
     for (i = 0; i < m.nchild; ++i)
         spawn(&m.child[i]);
-    log_info("kvsd %s serving %s (listening on %s) with %d workers, %zu MiB store, view of %zu", PACKAGE_VERSION,
-             cfg->address, cfg->listen, cfg->workers, cfg->memory >> 20, cfg->nview);
+    log_info("kvsd %s serving %s (listening on %s) with %d workers, %zu MiB store, view of %zu",
+             PACKAGE_VERSION,
+             cfg->address,
+             cfg->listen,
+             cfg->workers,
+             cfg->memory >> 20,
+             cfg->nview);
 
     for (;;) {
         sig = sigtimedwait(&set, &info, &tick);

@@ -88,8 +88,15 @@ static void ctl_next(struct replicator *r, struct peer *p)
     msg = p->ctlq[0];
     memmove(&p->ctlq[0], &p->ctlq[1], sizeof(p->ctlq[0]) * (size_t)--p->nctlq);
     n = snprintf(body, sizeof(body), "{\"socket-address\": \"%s\"}", msg.addr);
-    if (httpc_request(p->ctl, msg.put ? "PUT" : "DELETE", "/view", r->extra_headers, body, (size_t)n,
-                      r->cfg->peer_timeout_ms, on_ctl_done, p) == 0)
+    if (httpc_request(p->ctl,
+                      msg.put ? "PUT" : "DELETE",
+                      "/view",
+                      r->extra_headers,
+                      body,
+                      (size_t)n,
+                      r->cfg->peer_timeout_ms,
+                      on_ctl_done,
+                      p) == 0)
         p->ctl_busy = 1;
 }
 
@@ -146,8 +153,8 @@ static void readmit(struct replicator *r, struct peer *p)
     view_add_sh(r->shm->view, p->addr, PEER_ACTIVE);
     lock_release_sh(r->shm->lock);
     r->view_version = __atomic_load_n(&r->shm->view->version, __ATOMIC_ACQUIRE);
-    log_info("peer=%s re-admitted after %llu ms of answers", p->addr,
-             (unsigned long long)(now_ms() - p->answering_since));
+    log_info(
+      "peer=%s re-admitted after %llu ms of answers", p->addr, (unsigned long long)(now_ms() - p->answering_since));
     stats_add(&r->stats->readmissions, 1);
     peer_readmitted(r, p);
     p->ever_answered = 1;
@@ -194,7 +201,9 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
     }
     if (p->stamp != msg.from.stamp) {
         if (p->stamp != 0)
-            log_info("peer=%s restarted (incarnation %llu -> %llu)", p->addr, (unsigned long long)p->stamp,
+            log_info("peer=%s restarted (incarnation %llu -> %llu)",
+                     p->addr,
+                     (unsigned long long)p->stamp,
                      (unsigned long long)msg.from.stamp);
         p->stamp = msg.from.stamp;
         p->clock_known = 0; /* ship from the start of the log again */
@@ -265,7 +274,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     struct rlog_sh *rlog = r->shm->rlog;
     struct wire_enc enc;
     struct wire_inc from;
-    struct buf out = {0};
+    struct buf out = { 0 };
     uint32_t flags = 0;
     uint64_t pos, oldest = 0;
     size_t bytes = 0;
@@ -310,9 +319,18 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
             if (rec->seq > m->acked[rec->origin] && oldest == 0)
                 oldest = rec->pad ? rec->pad : 1;
             if (rec->seq > m->acked[rec->origin] && worth_sending(r, rec, now)) {
-                wire_enc_record(&enc, r->shm->clock, rec->origin, rec->seq, rec->lamport,
-                                (rec->flags & RLOG_TOMBSTONE) != 0, rlog_rec_key(rec), rec->klen, rlog_rec_value(rec),
-                                rec->vlen, rlog_rec_deps(rec), rec->ndeps);
+                wire_enc_record(&enc,
+                                r->shm->clock,
+                                rec->origin,
+                                rec->seq,
+                                rec->lamport,
+                                (rec->flags & RLOG_TOMBSTONE) != 0,
+                                rlog_rec_key(rec),
+                                rec->klen,
+                                rlog_rec_value(rec),
+                                rec->vlen,
+                                rlog_rec_deps(rec),
+                                rec->ndeps);
                 bytes += (size_t)n;
             }
         }
@@ -327,8 +345,15 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(rlog) - p->cursor);
     stats_set(&r->stats->peer_lag_ms[p->row], oldest ? (uint32_t)now - (uint32_t)oldest : 0);
     wire_enc_free(&enc);
-    if (httpc_request(p->conn, "POST", "/internal/replicate", r->extra_headers, out.p, out.len,
-                      r->cfg->peer_timeout_ms, on_shipped, p) == 0) {
+    if (httpc_request(p->conn,
+                      "POST",
+                      "/internal/replicate",
+                      r->extra_headers,
+                      out.p,
+                      out.len,
+                      r->cfg->peer_timeout_ms,
+                      on_shipped,
+                      p) == 0) {
         p->inflight = 1;
         p->sent_ms = now;
         p->last_exchange_ms = now;

@@ -31,7 +31,10 @@
 
 static volatile sig_atomic_t got_term;
 
-static void on_signal(int sig) { got_term = 1; }
+static void on_signal(int sig)
+{
+    got_term = 1;
+}
 
 static struct replicator rep;
 
@@ -69,8 +72,8 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
     in = xmalloc(sizeof(*in) * (msg.nrec + 1));
     for (i = 0; i < msg.nrec; ++i) {
         const struct store_record *rec = &msg.rec[i];
-        in[i] = (struct store_entry_in){rec->origin, rec->seq, rec->lamport, rec->tombstone,
-                                        rec->key,    rec->klen, rec->value,  rec->vlen};
+        in[i] = (struct store_entry_in){ rec->origin, rec->seq,  rec->lamport, rec->tombstone,
+                                         rec->key,    rec->klen, rec->value,   rec->vlen };
     }
     memset(clock, 0, sizeof(clock));
     for (i = 0; i < msg.ncount; ++i) {
@@ -127,8 +130,15 @@ static void pull_next(struct replicator *r)
     if (r->snap_conn[p->row] == NULL)
         r->snap_conn[p->row] = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
     log_info("pulling a snapshot from peer=%s", p->addr);
-    if (httpc_request(r->snap_conn[p->row], "GET", "/internal/snapshot", r->extra_headers, NULL, 0, SNAPSHOT_TIMEOUT_MS,
-                      on_snapshot, r) == 0)
+    if (httpc_request(r->snap_conn[p->row],
+                      "GET",
+                      "/internal/snapshot",
+                      r->extra_headers,
+                      NULL,
+                      0,
+                      SNAPSHOT_TIMEOUT_MS,
+                      on_snapshot,
+                      r) == 0)
         r->snap_busy = 1;
 }
 
@@ -238,8 +248,10 @@ static void settle_retired(struct replicator *r)
         lock_acquire_sh(r->shm->lock);
         clock_settle_sh(clock, id, clock->applied[id]);
         lock_release_sh(r->shm->lock);
-        log_info("incarnation %s/%llu settled at seq %llu: any later write of it died with it", inc->addr,
-                 (unsigned long long)inc->stamp, (unsigned long long)inc->final_seq);
+        log_info("incarnation %s/%llu settled at seq %llu: any later write of it died with it",
+                 inc->addr,
+                 (unsigned long long)inc->stamp,
+                 (unsigned long long)inc->final_seq);
     }
 }
 
@@ -401,8 +413,8 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
          * poke the eventfd only while repl_sleeping is set */
         __atomic_store_n(&shm->repl_sleeping, 1, __ATOMIC_RELEASE);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (rlog_head(shm->rlog) != r->log_seen || __atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) !=
-                                                       r->view_version)
+        if (rlog_head(shm->rlog) != r->log_seen ||
+            __atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
             wait = 0;
         h2o_evloop_run(r->loop, wait);
         __atomic_store_n(&shm->repl_sleeping, 0, __ATOMIC_RELEASE);

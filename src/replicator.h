@@ -39,7 +39,7 @@ struct peer {
         uint64_t pos;
         uint32_t origin;
         uint64_t seq;
-    } *scan;
+    } * scan;
     size_t nscan, scancap;
     uint64_t scan_end;
 
@@ -94,7 +94,7 @@ void peer_evict(struct replicator *r, struct peer *p, const char *why);
 void peer_set_state(struct replicator *r, struct peer *p, int state);
 /* Re-added from outside (PUT /view): JOINING until it answers. */
 void peer_readmitted(struct replicator *r, struct peer *p);
-void peer_removed(struct replicator *r, struct peer *p);    /* deleted from outside */
+void peer_removed(struct replicator *r, struct peer *p); /* deleted from outside */
 void peer_ping(struct replicator *r, struct peer *p, httpc_cb cb);
 /* Queue PUT (put=1) or DELETE /view {addr} to every in-view peer but
  * `except` (may be NULL). */

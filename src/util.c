@@ -42,8 +42,7 @@ size_t percent_decode(const char *src, size_t len, char *dst, size_t cap)
 
     for (i = 0; i < len; ++i) {
         int c = (unsigned char)src[i], hi, lo;
-        if (c == '%' && i + 2 < len && (hi = hexval(src[i + 1])) >= 0 &&
-            (lo = hexval(src[i + 2])) >= 0) {
+        if (c == '%' && i + 2 < len && (hi = hexval(src[i + 1])) >= 0 && (lo = hexval(src[i + 2])) >= 0) {
             c = hi << 4 | lo;
             i += 2;
         }
@@ -69,4 +68,7 @@ void *xrealloc(void *p, size_t n)
     return p;
 }
 
-void set_proc_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
+void set_proc_name(const char *name)
+{
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+}

@@ -43,7 +43,10 @@ void buf_free(struct buf *b)
     memset(b, 0, sizeof(*b));
 }
 
-static void put8(struct buf *b, uint8_t v) { buf_append(b, &v, 1); }
+static void put8(struct buf *b, uint8_t v)
+{
+    buf_append(b, &v, 1);
+}
 static void put16(struct buf *b, uint16_t v)
 {
     v = htole16(v);
@@ -91,9 +94,18 @@ uint32_t wire_enc_inc(struct wire_enc *e, const struct clock_sh *clock, uint32_t
     return (uint32_t)e->map[id];
 }
 
-void wire_enc_record(struct wire_enc *e, const struct clock_sh *clock, uint32_t origin, uint64_t seq,
-                     uint64_t lamport, int tombstone, const char *key, size_t klen, const char *value, size_t vlen,
-                     const struct vc_pair *deps, size_t ndeps)
+void wire_enc_record(struct wire_enc *e,
+                     const struct clock_sh *clock,
+                     uint32_t origin,
+                     uint64_t seq,
+                     uint64_t lamport,
+                     int tombstone,
+                     const char *key,
+                     size_t klen,
+                     const char *value,
+                     size_t vlen,
+                     const struct vc_pair *deps,
+                     size_t ndeps)
 {
     size_t i;
 
@@ -113,7 +125,11 @@ void wire_enc_record(struct wire_enc *e, const struct clock_sh *clock, uint32_t 
     ++e->nrec;
 }
 
-void wire_enc_count(struct wire_enc *e, const struct clock_sh *clock, uint32_t id, uint64_t n, uint32_t flags,
+void wire_enc_count(struct wire_enc *e,
+                    const struct clock_sh *clock,
+                    uint32_t id,
+                    uint64_t n,
+                    uint32_t flags,
                     uint64_t final_seq)
 {
     put32(&e->counts, wire_enc_inc(e, clock, id));
@@ -123,7 +139,10 @@ void wire_enc_count(struct wire_enc *e, const struct clock_sh *clock, uint32_t i
     ++e->ncount;
 }
 
-void wire_enc_finish(struct wire_enc *e, const char magic[4], const struct wire_inc *from, uint32_t flags,
+void wire_enc_finish(struct wire_enc *e,
+                     const char magic[4],
+                     const struct wire_inc *from,
+                     uint32_t flags,
                      struct buf *out)
 {
     uint32_t i;
@@ -192,7 +211,7 @@ static int plausible(const struct reader *r, uint32_t n, size_t min_size)
 
 int wire_decode(const char *p, size_t len, struct wire_msg *msg)
 {
-    struct reader r = {p, p + len, 0};
+    struct reader r = { p, p + len, 0 };
     const char *magic;
     uint32_t i, d, ndeps_total = 0;
     struct reader save;
@@ -319,4 +338,3 @@ int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids)
         msg->count[i].inc = (uint32_t)ids[msg->count[i].inc];
     return 0;
 }
-

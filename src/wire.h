@@ -53,14 +53,30 @@ void wire_enc_init(struct wire_enc *e);
 /* Index of local incarnation id in the message, adding it if new. */
 uint32_t wire_enc_inc(struct wire_enc *e, const struct clock_sh *clock, uint32_t id);
 /* Append one record (batch) or entry (snapshot); deps may be NULL. */
-void wire_enc_record(struct wire_enc *e, const struct clock_sh *clock, uint32_t origin, uint64_t seq,
-                     uint64_t lamport, int tombstone, const char *key, size_t klen, const char *value, size_t vlen,
-                     const struct vc_pair *deps, size_t ndeps);
+void wire_enc_record(struct wire_enc *e,
+                     const struct clock_sh *clock,
+                     uint32_t origin,
+                     uint64_t seq,
+                     uint64_t lamport,
+                     int tombstone,
+                     const char *key,
+                     size_t klen,
+                     const char *value,
+                     size_t vlen,
+                     const struct vc_pair *deps,
+                     size_t ndeps);
 /* Append one clock component. */
-void wire_enc_count(struct wire_enc *e, const struct clock_sh *clock, uint32_t id, uint64_t n, uint32_t flags,
+void wire_enc_count(struct wire_enc *e,
+                    const struct clock_sh *clock,
+                    uint32_t id,
+                    uint64_t n,
+                    uint32_t flags,
                     uint64_t final_seq);
 /* Assemble the message into out (freed by the caller with buf_free). */
-void wire_enc_finish(struct wire_enc *e, const char magic[4], const struct wire_inc *from, uint32_t flags,
+void wire_enc_finish(struct wire_enc *e,
+                     const char magic[4],
+                     const struct wire_inc *from,
+                     uint32_t flags,
                      struct buf *out);
 
 /* A decoded message.  Pointers point into the decoded buffer or into

@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_string_decode(body.socket_address, addr, sizeof(addr));
     }
     /* the metadata parser on raw input too */
-    n = json_parse_clock((struct json_span){p, size}, refs, 64);
+    n = json_parse_clock((struct json_span){ p, size }, refs, 64);
     if (n > 64)
         abort();
     return 0;

@@ -34,7 +34,7 @@ static void fail(const char *what)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct shm_params params = {2 << 20, 256 << 10};
+    struct shm_params params = { 2 << 20, 256 << 10 };
     struct model model[NKEYS];
     uint64_t clock[CLOCK_MAX];
     char buf[256];
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* start every input from an empty model: delete what the store holds */
     for (int k = 0; k < NKEYS; ++k) {
         char key[8];
-        struct store_write w = {key, (size_t)snprintf(key, sizeof(key), "k%d", k), NULL, 0, NULL, 0};
+        struct store_write w = { key, (size_t)snprintf(key, sizeof(key), "k%d", k), NULL, 0, NULL, 0 };
         store_client_write_sh(shm, &w, clock);
         model[k].present = 0;
     }
@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (op == 0 || op == 1) { /* put a value of data-driven length */
             size_t vlen = 3 + (i < size ? data[i++] : 0);
             char value[300];
-            struct store_write w = {key, klen, value, vlen, NULL, 0};
+            struct store_write w = { key, klen, value, vlen, NULL, 0 };
             if (op == 1)
                 vlen = 3 + (size_t)(i < size ? data[i++] : 0) * 16 % 280, w.vlen = vlen;
             memset(value, 'a' + k, vlen);
@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fail("unexpected put result");
             }
         } else if (op == 2) {
-            struct store_write w = {key, klen, NULL, 0, NULL, 0};
+            struct store_write w = { key, klen, NULL, 0, NULL, 0 };
             enum store_result r = store_client_write_sh(shm, &w, clock);
             if (r == STORE_DELETED) {
                 if (!model[k].present)

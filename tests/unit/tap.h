@@ -39,11 +39,11 @@ static inline int ok_(int cond, const char *file, int line, const char *fmt, ...
 }
 
 #define ok(cond, ...) ok_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define is_int(got, want, name)                                                                                         \
+#define is_int(got, want, name)                                                                                        \
     do {                                                                                                               \
         long long g_ = (long long)(got), w_ = (long long)(want);                                                       \
         if (!ok(g_ == w_, "%s", name))                                                                                 \
-            printf("#   got %lld, want %lld\n", g_, w_);                                                           \
+            printf("#   got %lld, want %lld\n", g_, w_);                                                               \
     } while (0)
 
 static inline int done_testing(void)

@@ -83,14 +83,16 @@ static void test_defaults(void)
        "listen defaults to the address");
     ok(cfg.nview == 1 && strcmp(cfg.view[0], cfg.address) == 0, "view is [address]");
     ok(cfg.log_level == LOG_INFO && cfg.log_format == LOG_FMT_LOGFMT && cfg.log_file[0] == '\0' &&
-           cfg.cluster_key[0] == '\0' && !cfg.access_log && !cfg.check_only && !cfg.show_help && !cfg.show_version,
+         cfg.cluster_key[0] == '\0' && !cfg.access_log && !cfg.check_only && !cfg.show_help && !cfg.show_version,
        "log info/logfmt to stderr, no cluster key, switches off");
     is_int(cfg.rlog_size, (256u << 20) / 8, "log-size defaults to an eighth of memory");
-    ok(load(NULL) == -1 && one_line_naming("SOCKET_ADDRESS"), "no address at all: error naming SOCKET_ADDRESS (%s)",
+    ok(load(NULL) == -1 && one_line_naming("SOCKET_ADDRESS"),
+       "no address at all: error naming SOCKET_ADDRESS (%s)",
        err);
     /* api.md: a missing SOCKET_ADDRESS or VIEW is a startup error */
     ok(load("--address", "127.0.0.1:8090", NULL) == -1 && one_line_naming("VIEW"),
-       "no view at all: error naming VIEW (%s)", err);
+       "no view at all: error naming VIEW (%s)",
+       err);
 }
 
 static void test_env(void)
@@ -112,45 +114,55 @@ static void test_env(void)
     setenv("KVSD_ACCESS_LOG", "1", 1);
     ok(load(NULL) == 0, "configuration from the environment alone loads (%s)", err);
     ok(strcmp(cfg.address, "127.0.0.2:8090") == 0 && cfg.nview == 3 && strcmp(cfg.view[2], "127.0.0.3:8090") == 0 &&
-           strcmp(cfg.listen, "0.0.0.0:8090") == 0,
+         strcmp(cfg.listen, "0.0.0.0:8090") == 0,
        "SOCKET_ADDRESS, VIEW and KVSD_LISTEN applied");
     ok(cfg.workers == 3 && cfg.memory == 64u << 20 && cfg.max_body == 64u << 10, "KVSD_WORKERS, _MEMORY, _MAX_BODY");
     ok(cfg.peer_timeout_ms == 1000 && cfg.heartbeat_ms == 150 && cfg.readmit_delay_ms == 0 &&
-           cfg.join_grace_ms == 20000,
+         cfg.join_grace_ms == 20000,
        "durations from the environment (1s, 150ms, 0, 20s)");
     ok(cfg.log_level == LOG_DEBUG && cfg.log_format == LOG_FMT_JSON && strcmp(cfg.cluster_key, "s3cret") == 0 &&
-           cfg.access_log,
+         cfg.access_log,
        "log level/format, cluster key and the access-log switch");
 
     /* Flags beat the environment, in every spelling. */
-    ok(load("--address", "127.0.0.3:8090", "-w", "5", "--memory=32M", "--peer-timeout", "700", "--view=127.0.0.3:8090",
-            "-l", "127.0.0.3:9000", "--log-level=warn", NULL) == 0,
-       "flags over the environment load (%s)", err);
+    ok(load("--address",
+            "127.0.0.3:8090",
+            "-w",
+            "5",
+            "--memory=32M",
+            "--peer-timeout",
+            "700",
+            "--view=127.0.0.3:8090",
+            "-l",
+            "127.0.0.3:9000",
+            "--log-level=warn",
+            NULL) == 0,
+       "flags over the environment load (%s)",
+       err);
     ok(strcmp(cfg.address, "127.0.0.3:8090") == 0 && cfg.nview == 1 && strcmp(cfg.view[0], "127.0.0.3:8090") == 0 &&
-           strcmp(cfg.listen, "127.0.0.3:9000") == 0,
+         strcmp(cfg.listen, "127.0.0.3:9000") == 0,
        "--address, --view=, -l beat SOCKET_ADDRESS, VIEW, KVSD_LISTEN");
     ok(cfg.workers == 5 && cfg.memory == 32u << 20 && cfg.peer_timeout_ms == 700 && cfg.log_level == LOG_WARN,
        "-w 5, --memory=32M, --peer-timeout 700, --log-level=warn beat the environment");
     ok(cfg.heartbeat_ms == 150 && cfg.max_body == 64u << 10, "options without a flag keep the environment's value");
     ok(load("--view", "127.0.0.2:8090", NULL) == 0 && cfg.nview == 1, "--view replaces VIEW, it does not append");
     setenv("SOCKET_ADDRESS", "not-an-address", 1);
-    ok(load(SELF, "--view", "127.0.0.1:8090", NULL) == -1 &&
-           one_line_naming("SOCKET_ADDRESS"),
-       "a bad environment value is an error even if a flag would override it (%s)", err);
+    ok(load(SELF, "--view", "127.0.0.1:8090", NULL) == -1 && one_line_naming("SOCKET_ADDRESS"),
+       "a bad environment value is an error even if a flag would override it (%s)",
+       err);
     clear_env();
 }
 
 static void test_spellings(void)
 {
     clear_env();
-    ok(load("-a", "127.0.0.1:8090", "-n", "-w", "3", "-m", "16M", "-v", "127.0.0.1:8090", NULL) == 0 && cfg.check_only &&
-           cfg.workers == 3 && cfg.memory == 16u << 20,
+    ok(load("-a", "127.0.0.1:8090", "-n", "-w", "3", "-m", "16M", "-v", "127.0.0.1:8090", NULL) == 0 &&
+         cfg.check_only && cfg.workers == 3 && cfg.memory == 16u << 20,
        "short flags: -a ADDR -n -w 3 -m 16M -v VIEW");
-    ok(load("--address=127.0.0.1:8090", "--view=127.0.0.1:8090", "--check", "--workers=7", "--access-log", NULL) == 0 && cfg.check_only &&
-           cfg.workers == 7 && cfg.access_log,
+    ok(load("--address=127.0.0.1:8090", "--view=127.0.0.1:8090", "--check", "--workers=7", "--access-log", NULL) == 0 &&
+         cfg.check_only && cfg.workers == 7 && cfg.access_log,
        "--flag=value and long switches");
-    ok(load(SELF, "--workers=", NULL) == 0 && cfg.workers >= 1,
-       "--workers= (empty) means the CPU count");
+    ok(load(SELF, "--workers=", NULL) == 0 && cfg.workers >= 1, "--workers= (empty) means the CPU count");
     ok(load("--help", NULL) == 0 && cfg.show_help, "--help needs no address");
     ok(load("-V", NULL) == 0 && cfg.show_version, "-V needs no address");
     ok(load("-h", NULL) == 0 && cfg.show_help, "-h is --help");
@@ -164,13 +176,16 @@ struct size_case {
 static void test_sizes_durations(void)
 {
     static const struct size_case cases[] = {
-        {"--memory", "1G", 1ull << 30},        {"--memory", "64m", 64ull << 20},  {"--memory", "65536K", 64ull << 20},
-        {"--memory", "16MB", 16ull << 20},     {"--memory", "16MiB", 16ull << 20}, {"--memory", "16777216", 16ull << 20},
-        {"--max-body", "512", 512},            {"--max-body", "2k", 2048},        {"--max-body", "1KiB", 1024},
-        {"--peer-timeout", "250", 250},        {"--peer-timeout", "250ms", 250},  {"--peer-timeout", "2s", 2000},
-        {"--heartbeat", "10", 10},             {"--readmit-delay", "3600s", 3600000},
-        {"--join-grace", "0ms", 0},            {"--causal-wait", "10s", 10000},   {"--request-timeout", "100", 100},
-        {"--probe-interval", "600000", 600000}, {"--workers", "128", 128},
+        { "--memory", "1G", 1ull << 30 },      { "--memory", "64m", 64ull << 20 },
+        { "--memory", "65536K", 64ull << 20 }, { "--memory", "16MB", 16ull << 20 },
+        { "--memory", "16MiB", 16ull << 20 },  { "--memory", "16777216", 16ull << 20 },
+        { "--max-body", "512", 512 },          { "--max-body", "2k", 2048 },
+        { "--max-body", "1KiB", 1024 },        { "--peer-timeout", "250", 250 },
+        { "--peer-timeout", "250ms", 250 },    { "--peer-timeout", "2s", 2000 },
+        { "--heartbeat", "10", 10 },           { "--readmit-delay", "3600s", 3600000 },
+        { "--join-grace", "0ms", 0 },          { "--causal-wait", "10s", 10000 },
+        { "--request-timeout", "100", 100 },   { "--probe-interval", "600000", 600000 },
+        { "--workers", "128", 128 },
     };
     size_t i;
     int all = 1;
@@ -196,8 +211,8 @@ static void test_sizes_durations(void)
         }
     }
     ok(all, "K/M/G size suffixes (any case, B/iB) and ms/s durations");
-    ok(load(SELF, "--memory", "8M", "--max-body", "1M", NULL) == 0 &&
-           cfg.rlog_size >= 2 * cfg.max_body && cfg.rlog_size <= cfg.memory / 2,
+    ok(load(SELF, "--memory", "8M", "--max-body", "1M", NULL) == 0 && cfg.rlog_size >= 2 * cfg.max_body &&
+         cfg.rlog_size <= cfg.memory / 2,
        "a small memory still gets a log of at least twice max-body");
 }
 
@@ -208,58 +223,58 @@ struct bad_case {
 static void test_invalid(void)
 {
     static const struct bad_case cases[] = {
-        {"--workers", "0", "workers"},
-        {"--workers", "129", "workers"},
-        {"--workers", "abc", "workers"},
-        {"--workers", "-1", "workers"},
-        {"--workers", "3.5", "workers"},
-        {"--workers", "1K", "workers"},
-        {"--memory", "1M", "memory"},
-        {"--memory", "0", "memory"},
-        {"--memory", "2T", "memory"},
-        {"--memory", "1.5G", "memory"},
-        {"--memory", "-1", "memory"},
-        {"--memory", "M", "memory"},
-        {"--memory", "", "memory"},
-        {"--memory", " 64M", "memory"},
-        {"--memory", "64M ", "memory"},
-        {"--memory", "64MX", "memory"},
-        {"--memory", "64MiBs", "memory"},
-        {"--memory", "0x100000", "memory"},
-        {"--memory", "99999999999999999999", "memory"},
-        {"--memory", "17179869184G", "memory"},
-        {"--memory", "2000G", "memory"},
-        {"--max-body", "255", "max-body"},
-        {"--max-body", "2G", "max-body"},
-        {"--log-size", "1T", "log-size"},
-        {"--peer-timeout", "9", "peer-timeout"},
-        {"--peer-timeout", "600001", "peer-timeout"},
-        {"--peer-timeout", "1m", "peer-timeout"},
-        {"--peer-timeout", "1min", "peer-timeout"},
-        {"--peer-timeout", "5 s", "peer-timeout"},
-        {"--peer-timeout", "1.5s", "peer-timeout"},
-        {"--peer-timeout", "-5", "peer-timeout"},
-        {"--peer-timeout", "", "peer-timeout"},
-        {"--peer-timeout", "1S", "peer-timeout"},
-        {"--heartbeat", "0", "heartbeat"},
-        {"--heartbeat", "abc", "heartbeat"},
-        {"--readmit-delay", "3600001", "readmit-delay"},
-        {"--readmit-delay", "1h", "readmit-delay"},
-        {"--join-grace", "x", "join-grace"},
-        {"--probe-interval", "5", "probe-interval"},
-        {"--causal-wait", "10001", "causal-wait"},
-        {"--request-timeout", "99", "request-timeout"},
-        {"--log-level", "verbose", "log-level"},
-        {"--log-level", "", "log-level"},
-        {"--log-format", "xml", "log-format"},
-        {"--address", "127.0.0.1", "SOCKET_ADDRESS"},
-        {"--address", "127.0.0.1:0", "SOCKET_ADDRESS"},
-        {"--address", "localhost:8090", "SOCKET_ADDRESS"},
-        {"--listen", "nope", "LISTEN"},
-        {"--listen", "1.2.3.4:65536", "LISTEN"},
-        {"--view", "127.0.0.1:8090,,127.0.0.2:8090", "VIEW"},
-        {"--view", "127.0.0.1:8090,bad", "VIEW"},
-        {"--view", "127.0.0.1:8090,", "VIEW"},
+        { "--workers", "0", "workers" },
+        { "--workers", "129", "workers" },
+        { "--workers", "abc", "workers" },
+        { "--workers", "-1", "workers" },
+        { "--workers", "3.5", "workers" },
+        { "--workers", "1K", "workers" },
+        { "--memory", "1M", "memory" },
+        { "--memory", "0", "memory" },
+        { "--memory", "2T", "memory" },
+        { "--memory", "1.5G", "memory" },
+        { "--memory", "-1", "memory" },
+        { "--memory", "M", "memory" },
+        { "--memory", "", "memory" },
+        { "--memory", " 64M", "memory" },
+        { "--memory", "64M ", "memory" },
+        { "--memory", "64MX", "memory" },
+        { "--memory", "64MiBs", "memory" },
+        { "--memory", "0x100000", "memory" },
+        { "--memory", "99999999999999999999", "memory" },
+        { "--memory", "17179869184G", "memory" },
+        { "--memory", "2000G", "memory" },
+        { "--max-body", "255", "max-body" },
+        { "--max-body", "2G", "max-body" },
+        { "--log-size", "1T", "log-size" },
+        { "--peer-timeout", "9", "peer-timeout" },
+        { "--peer-timeout", "600001", "peer-timeout" },
+        { "--peer-timeout", "1m", "peer-timeout" },
+        { "--peer-timeout", "1min", "peer-timeout" },
+        { "--peer-timeout", "5 s", "peer-timeout" },
+        { "--peer-timeout", "1.5s", "peer-timeout" },
+        { "--peer-timeout", "-5", "peer-timeout" },
+        { "--peer-timeout", "", "peer-timeout" },
+        { "--peer-timeout", "1S", "peer-timeout" },
+        { "--heartbeat", "0", "heartbeat" },
+        { "--heartbeat", "abc", "heartbeat" },
+        { "--readmit-delay", "3600001", "readmit-delay" },
+        { "--readmit-delay", "1h", "readmit-delay" },
+        { "--join-grace", "x", "join-grace" },
+        { "--probe-interval", "5", "probe-interval" },
+        { "--causal-wait", "10001", "causal-wait" },
+        { "--request-timeout", "99", "request-timeout" },
+        { "--log-level", "verbose", "log-level" },
+        { "--log-level", "", "log-level" },
+        { "--log-format", "xml", "log-format" },
+        { "--address", "127.0.0.1", "SOCKET_ADDRESS" },
+        { "--address", "127.0.0.1:0", "SOCKET_ADDRESS" },
+        { "--address", "localhost:8090", "SOCKET_ADDRESS" },
+        { "--listen", "nope", "LISTEN" },
+        { "--listen", "1.2.3.4:65536", "LISTEN" },
+        { "--view", "127.0.0.1:8090,,127.0.0.2:8090", "VIEW" },
+        { "--view", "127.0.0.1:8090,bad", "VIEW" },
+        { "--view", "127.0.0.1:8090,", "VIEW" },
     };
     char longval[300];
     size_t i;
@@ -277,46 +292,43 @@ static void test_invalid(void)
     memset(longval, 'k', sizeof(longval) - 1);
     longval[sizeof(longval) - 1] = '\0';
     ok(load(SELF, "--cluster-key", longval, NULL) == -1 && one_line_naming("cluster-key"),
-       "an over-long cluster key is refused (%s)", err);
+       "an over-long cluster key is refused (%s)",
+       err);
     ok(load(SELF, "--log-file", longval, NULL) == -1 && one_line_naming("log-file"),
-       "an over-long log file path is refused (%s)", err);
+       "an over-long log file path is refused (%s)",
+       err);
     ok(load(SELF, "--log-size", "4K", NULL) == -1 && one_line_naming("log-size"),
-       "a log smaller than twice max-body is refused (%s)", err);
-    ok(load(SELF, "--memory", "16M", "--log-size", "9M", NULL) == -1 &&
-           one_line_naming("log-size"),
-       "a log larger than half the memory is refused (%s)", err);
+       "a log smaller than twice max-body is refused (%s)",
+       err);
+    ok(load(SELF, "--memory", "16M", "--log-size", "9M", NULL) == -1 && one_line_naming("log-size"),
+       "a log larger than half the memory is refused (%s)",
+       err);
     /* 18446744073709552 * 1000 wraps around 2^64 to 384, inside the range. */
     {
         int r = load(SELF, "--peer-timeout", "18446744073709552s", NULL);
         ok(r == -1 && one_line_naming("peer-timeout"),
-           "a duration in seconds that overflows is refused, not wrapped (r=%d, peer-timeout %u ms)", r,
+           "a duration in seconds that overflows is refused, not wrapped (r=%d, peer-timeout %u ms)",
+           r,
            cfg.peer_timeout_ms);
     }
     setenv("KVSD_MEMORY", "lots", 1);
-    ok(load(SELF, NULL) == -1 && one_line_naming("memory"),
-       "a bad environment value names the option (%s)", err);
+    ok(load(SELF, NULL) == -1 && one_line_naming("memory"), "a bad environment value names the option (%s)", err);
     clear_env();
 }
 
 static void test_argv_errors(void)
 {
     clear_env();
-    ok(load(SELF, "--bogus", NULL) == -1 && one_line_naming("--bogus"),
-       "unknown long option (%s)", err);
-    ok(load(SELF, "-x", NULL) == -1 && one_line_naming("-x"), "unknown short option (%s)",
-       err);
-    ok(load(SELF, "stray", NULL) == -1 && one_line_naming("stray"),
-       "a positional argument is refused (%s)", err);
+    ok(load(SELF, "--bogus", NULL) == -1 && one_line_naming("--bogus"), "unknown long option (%s)", err);
+    ok(load(SELF, "-x", NULL) == -1 && one_line_naming("-x"), "unknown short option (%s)", err);
+    ok(load(SELF, "stray", NULL) == -1 && one_line_naming("stray"), "a positional argument is refused (%s)", err);
     ok(load("--addres", "127.0.0.1:8090", NULL) == -1 && load("---address", "127.0.0.1:8090", NULL) == -1 &&
-           load("-wx", NULL) == -1,
+         load("-wx", NULL) == -1,
        "no prefix matching, no ---flag, no bundled short flags");
-    ok(load(SELF, "--memory", NULL) == -1 && one_line_naming("memory"),
-       "a missing value (%s)", err);
-    ok(load(SELF, "-w", NULL) == -1 && one_line_naming("workers"),
-       "a missing value after a short flag (%s)", err);
+    ok(load(SELF, "--memory", NULL) == -1 && one_line_naming("memory"), "a missing value (%s)", err);
+    ok(load(SELF, "-w", NULL) == -1 && one_line_naming("workers"), "a missing value after a short flag (%s)", err);
     ok(load("--address", NULL) == -1 && one_line_naming("address"), "--address without a value (%s)", err);
-    ok(load(SELF, "--check=yes", NULL) == -1 && one_line_naming("check"),
-       "a switch given a value (%s)", err);
+    ok(load(SELF, "--check=yes", NULL) == -1 && one_line_naming("check"), "a switch given a value (%s)", err);
 }
 
 static void test_view(void)
@@ -325,27 +337,30 @@ static void test_view(void)
     int i;
 
     clear_env();
-    ok(load(SELF, "--view", "127.0.0.2:8090,127.0.0.3:8090", NULL) == -1 &&
-           one_line_naming("VIEW") && strstr(err, "127.0.0.1:8090") != NULL,
-       "a VIEW without the address is an error naming both (%s)", err);
+    ok(load(SELF, "--view", "127.0.0.2:8090,127.0.0.3:8090", NULL) == -1 && one_line_naming("VIEW") &&
+         strstr(err, "127.0.0.1:8090") != NULL,
+       "a VIEW without the address is an error naming both (%s)",
+       err);
     setenv("VIEW", "127.0.0.2:8090", 1);
     setenv("SOCKET_ADDRESS", "127.0.0.1:8090", 1);
     ok(load(NULL) == -1 && one_line_naming("VIEW"), "the same from the environment (%s)", err);
     clear_env();
-    ok(load(SELF, "--view",
-            "127.0.0.1:8090, 127.0.0.2:8090,127.0.0.1:8090,127.0.0.1:08090 ,127.0.0.2:8090", NULL) == 0 &&
-           cfg.nview == 2 && strcmp(cfg.view[0], "127.0.0.1:8090") == 0 && strcmp(cfg.view[1], "127.0.0.2:8090") == 0,
+    ok(load(SELF, "--view", "127.0.0.1:8090, 127.0.0.2:8090,127.0.0.1:8090,127.0.0.1:08090 ,127.0.0.2:8090", NULL) ==
+           0 &&
+         cfg.nview == 2 && strcmp(cfg.view[0], "127.0.0.1:8090") == 0 && strcmp(cfg.view[1], "127.0.0.2:8090") == 0,
        "duplicate VIEW entries (also non-canonical ones) collapse, in order, spaces trimmed");
     ok(load("--address", "127.0.0.1:08090", "--view", "127.0.0.1:8090", NULL) == 0 &&
-           strcmp(cfg.address, "127.0.0.1:8090") == 0,
+         strcmp(cfg.address, "127.0.0.1:8090") == 0,
        "the address is canonicalised before it is looked up in the view");
     for (i = 0; i < VIEW_MAX; ++i)
         p += sprintf(p, "%s10.0.0.%d:8090", i ? "," : "", i + 1);
-    ok(load("--address", "10.0.0.1:8090", "--view", many, NULL) == 0 && cfg.nview == VIEW_MAX, "%d replicas fit",
+    ok(load("--address", "10.0.0.1:8090", "--view", many, NULL) == 0 && cfg.nview == VIEW_MAX,
+       "%d replicas fit",
        VIEW_MAX);
     sprintf(p, ",10.0.1.1:8090");
     ok(load("--address", "10.0.0.1:8090", "--view", many, NULL) == -1 && one_line_naming("VIEW"),
-       "one more is an error (%s)", err);
+       "one more is an error (%s)",
+       err);
 }
 
 static int addr_is(const char *in, const char *want)
@@ -365,10 +380,31 @@ static int addr_is(const char *in, const char *want)
 static void test_parse_addr(void)
 {
     static const char *const bad[] = {
-        "", ":8090", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:99999999999999999999", "127.0.0.1",
-        "localhost:8090", "example.com:80", "::1:8090", "[::1]:8090", "::ffff:127.0.0.1:8090", "127.0.0.1:80a",
-        "127.0.0.1:+80", "127.0.0.1:-80", "127.0.0.1: 80", " 127.0.0.1:80", "127.0.0.1:80 ", "1.2.3:80",
-        "1.2.3.4.5:80", "256.1.1.1:80", "127.1:80", "0x7f.0.0.1:80", "127.0.0.1:8090:1", "127.0.0.1:8090/1",
+        "",
+        ":8090",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:99999999999999999999",
+        "127.0.0.1",
+        "localhost:8090",
+        "example.com:80",
+        "::1:8090",
+        "[::1]:8090",
+        "::ffff:127.0.0.1:8090",
+        "127.0.0.1:80a",
+        "127.0.0.1:+80",
+        "127.0.0.1:-80",
+        "127.0.0.1: 80",
+        " 127.0.0.1:80",
+        "127.0.0.1:80 ",
+        "1.2.3:80",
+        "1.2.3.4.5:80",
+        "256.1.1.1:80",
+        "127.1:80",
+        "0x7f.0.0.1:80",
+        "127.0.0.1:8090:1",
+        "127.0.0.1:8090/1",
         "111.111.111.111:11111111111111111111111111",
     };
     char out[ADDR_MAX];
@@ -376,7 +412,7 @@ static void test_parse_addr(void)
     int all = 1;
 
     ok(addr_is("127.0.0.1:8090", "127.0.0.1:8090") && addr_is("10.0.0.1:1", "10.0.0.1:1") &&
-           addr_is("255.255.255.255:65535", "255.255.255.255:65535") && addr_is("0.0.0.0:80", "0.0.0.0:80"),
+         addr_is("255.255.255.255:65535", "255.255.255.255:65535") && addr_is("0.0.0.0:80", "0.0.0.0:80"),
        "valid addresses, port 1 and 65535");
     ok(addr_is("127.0.0.1:08090", "127.0.0.1:8090") && addr_is("127.0.0.1:000001", "127.0.0.1:1"),
        "the port is canonicalised");

@@ -37,7 +37,10 @@ static int scan_n(const char *s, size_t len, struct json_body *b)
     return json_scan_body(hold(s, len), len, b);
 }
 
-static int scan(const char *s, struct json_body *b) { return scan_n(s, strlen(s), b); }
+static int scan(const char *s, struct json_body *b)
+{
+    return scan_n(s, strlen(s), b);
+}
 
 static int is_valid(const char *s)
 {
@@ -51,7 +54,10 @@ static int is_invalid_n(const char *s, size_t len)
     return scan_n(s, len, &b) == -1 && !b.valid && !b.empty && !b.is_object && b.value.p == NULL;
 }
 
-static int is_invalid(const char *s) { return is_invalid_n(s, strlen(s)); }
+static int is_invalid(const char *s)
+{
+    return is_invalid_n(s, strlen(s));
+}
 
 static int span_is(struct json_span s, const char *want)
 {
@@ -60,7 +66,7 @@ static int span_is(struct json_span s, const char *want)
 
 static struct json_span span_of(const char *s)
 {
-    struct json_span sp = {hold(s, strlen(s)), strlen(s)};
+    struct json_span sp = { hold(s, strlen(s)), strlen(s) };
     return sp;
 }
 
@@ -77,15 +83,69 @@ static void test_empty(void)
 static void test_documents(void)
 {
     static const char *const good[] = {
-        "{}", "[]", "{ }", "[ ]", " {} ", "\t\n\r{}\r\n\t", "{\"a\":1}", "{\"a\" : 1 , \"b\" : [ ] }", "[1,2,3]",
-        "[[[]],[{}],{\"x\":[]}]", "{\"a\":{\"b\":[1,{\"c\":null}],\"d\":{}}}", "true", "false", "null", " null ",
-        "[true,false,null]", "\"\"", "\"str\"", "{\"\":\"\"}", "{\"a\":1,\"a\":2}",
+        "{}",
+        "[]",
+        "{ }",
+        "[ ]",
+        " {} ",
+        "\t\n\r{}\r\n\t",
+        "{\"a\":1}",
+        "{\"a\" : 1 , \"b\" : [ ] }",
+        "[1,2,3]",
+        "[[[]],[{}],{\"x\":[]}]",
+        "{\"a\":{\"b\":[1,{\"c\":null}],\"d\":{}}}",
+        "true",
+        "false",
+        "null",
+        " null ",
+        "[true,false,null]",
+        "\"\"",
+        "\"str\"",
+        "{\"\":\"\"}",
+        "{\"a\":1,\"a\":2}",
     };
     static const char *const bad[] = {
-        "{", "[", "}", "]", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{a:1}", "{'a':1}", "{\"a\":1,}", "[1,]", "[,]",
-        "{,}", "[1 2]", "{\"a\":1 \"b\":2}", "{\"a\":[}", "[{]}", "{1:2}", "{null:1}", "tru", "nul", "fals",
-        "True", "NULL", "nan", "Infinity", "undefined", ",", ":", "[1],", "{}}", "[]]", "{}{}", "{} x", "1 2",
-        "\"a\"\"b\"", "nullx", "truefalse", "[1]x", "{\"a\":1}/", "{\"a\":1}//c",
+        "{",
+        "[",
+        "}",
+        "]",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "{a:1}",
+        "{'a':1}",
+        "{\"a\":1,}",
+        "[1,]",
+        "[,]",
+        "{,}",
+        "[1 2]",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":[}",
+        "[{]}",
+        "{1:2}",
+        "{null:1}",
+        "tru",
+        "nul",
+        "fals",
+        "True",
+        "NULL",
+        "nan",
+        "Infinity",
+        "undefined",
+        ",",
+        ":",
+        "[1],",
+        "{}}",
+        "[]]",
+        "{}{}",
+        "{} x",
+        "1 2",
+        "\"a\"\"b\"",
+        "nullx",
+        "truefalse",
+        "[1]x",
+        "{\"a\":1}/",
+        "{\"a\":1}//c",
     };
     size_t i;
     int all;
@@ -103,12 +163,26 @@ static void test_documents(void)
 static void test_numbers(void)
 {
     static const char *const good[] = {
-        "0", "-0", "1", "-1", "123456789012345678901234567890", "1e5", "1E5", "1e+5", "1e-5", "1.5E-3", "-0.0",
-        "0.5", "-1.25e+10", "0e0", "[0,-0,1.0,2e2]", "{\"n\":-0.000001}",
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "123456789012345678901234567890",
+        "1e5",
+        "1E5",
+        "1e+5",
+        "1e-5",
+        "1.5E-3",
+        "-0.0",
+        "0.5",
+        "-1.25e+10",
+        "0e0",
+        "[0,-0,1.0,2e2]",
+        "{\"n\":-0.000001}",
     };
     static const char *const bad[] = {
-        "01", "-01", "00", "1.", "-1.", ".5", "-.5", "+1", "-", "--1", "1e", "1e+", "1E-", "1.e5", "0x1", "1_0",
-        "1.5.5", "1e5e5", "[01]", "[1.]", "{\"a\":.5}", "{\"a\":+1}", "- 1", "1 .5",
+        "01",  "-01",  "00",  "1.",  "-1.",   ".5",    "-.5",  "+1",   "-",          "--1",        "1e",  "1e+",
+        "1E-", "1.e5", "0x1", "1_0", "1.5.5", "1e5e5", "[01]", "[1.]", "{\"a\":.5}", "{\"a\":+1}", "- 1", "1 .5",
     };
     size_t i;
     int all;
@@ -126,14 +200,39 @@ static void test_numbers(void)
 static void test_strings(void)
 {
     static const char *const good[] = {
-        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\u0000\\u00e9\\u00E9\\uFFFF\\uabcd\"", "\"\\ud83d\\ude00\"",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        "\"\\u0000\\u00e9\\u00E9\\uFFFF\\uabcd\"",
+        "\"\\ud83d\\ude00\"",
         "\"\\ud800\"", /* a lone surrogate escape is still a well-formed string */
-        "\"caf\xc3\xa9\"", "\"\xe2\x82\xac\"", "\"\xf0\x9f\x98\x80\"", "\"\xef\xbf\xbf\"", "\"\xf4\x8f\xbf\xbf\"",
-        "\"\x7f\"", "\"a b\"", "\"/\"", "\"'\"",
+        "\"caf\xc3\xa9\"",
+        "\"\xe2\x82\xac\"",
+        "\"\xf0\x9f\x98\x80\"",
+        "\"\xef\xbf\xbf\"",
+        "\"\xf4\x8f\xbf\xbf\"",
+        "\"\x7f\"",
+        "\"a b\"",
+        "\"/\"",
+        "\"'\"",
     };
     static const char *const bad[] = {
-        "\"abc", "\"", "\"\\\"", "\"\\x\"", "\"\\'\"", "\"\\a\"", "\"\\0\"", "\"\\U00e9\"", "\"\\u12\"",
-        "\"\\u12G4\"", "\"\\u\"", "\"\\u00e\"", "\"\\", "\"a\x01" "b\"", "\"a\nb\"", "\"tab\there\"", "\"\x1f\"",
+        "\"abc",
+        "\"",
+        "\"\\\"",
+        "\"\\x\"",
+        "\"\\'\"",
+        "\"\\a\"",
+        "\"\\0\"",
+        "\"\\U00e9\"",
+        "\"\\u12\"",
+        "\"\\u12G4\"",
+        "\"\\u\"",
+        "\"\\u00e\"",
+        "\"\\",
+        "\"a\x01"
+        "b\"",
+        "\"a\nb\"",
+        "\"tab\there\"",
+        "\"\x1f\"",
         "\"\r\"",
         /* invalid UTF-8 */
         "\"\xc0\xaf\"",             /* overlong '/' */
@@ -149,7 +248,8 @@ static void test_strings(void)
         "\"\xf0\x9f\x98\"",         /* truncated 4-byte */
         "\"\x80\"",                 /* lone continuation byte */
         "\"\xc3\x28\"",             /* bad continuation */
-        "\"\xff\"", "\"\xfe\"",
+        "\"\xff\"",
+        "\"\xfe\"",
     };
     size_t i;
     int all;
@@ -212,26 +312,27 @@ static void test_members(void)
 {
     struct json_body b;
 
-    ok(scan("{\"value\": 1, \"causal-metadata\": {\"x\": 1}, \"socket-address\": \"1.2.3.4:5\"}", &b) == 0 &&
-           b.valid && b.is_object && span_is(b.value, "1") && span_is(b.metadata, "{\"x\": 1}") &&
-           span_is(b.socket_address, "\"1.2.3.4:5\""),
+    ok(scan("{\"value\": 1, \"causal-metadata\": {\"x\": 1}, \"socket-address\": \"1.2.3.4:5\"}", &b) == 0 && b.valid &&
+         b.is_object && span_is(b.value, "1") && span_is(b.metadata, "{\"x\": 1}") &&
+         span_is(b.socket_address, "\"1.2.3.4:5\""),
        "top-level value, causal-metadata and socket-address located");
     ok(scan("{ \"value\"\t:\n [1, {\"a\": \"b\"}]  , \"x\": 2 }", &b) == 0 && span_is(b.value, "[1, {\"a\": \"b\"}]"),
        "value span is the member's text, whitespace around it excluded");
     ok(scan("{\"a\": {\"value\": 5, \"causal-metadata\": {}, \"socket-address\": \"1.1.1.1:1\"}}", &b) == 0 &&
-           b.valid && b.is_object && b.value.p == NULL && b.metadata.p == NULL && b.socket_address.p == NULL,
+         b.valid && b.is_object && b.value.p == NULL && b.metadata.p == NULL && b.socket_address.p == NULL,
        "members of a nested object are not top-level members");
     ok(scan("{\"a\": [{\"value\": 5}], \"b\": \"\\\"value\\\": 1\"}", &b) == 0 && b.value.p == NULL,
        "\"value\" inside an array or a string is not the value");
     ok(scan("[{\"value\": 1}]", &b) == 0 && b.valid && !b.is_object && b.value.p == NULL,
        "a top-level array is valid but not an object and has no value");
     ok(scan("\"value\"", &b) == 0 && b.valid && !b.is_object && b.value.p == NULL, "a top-level string is no object");
-    ok(scan("{\"value\": 1, \"value\": [2, 3]}", &b) == 0 && span_is(b.value, "[2, 3]"), "duplicate members: last wins");
+    ok(scan("{\"value\": 1, \"value\": [2, 3]}", &b) == 0 && span_is(b.value, "[2, 3]"),
+       "duplicate members: last wins");
     ok(scan("{\"causal-metadata\": null, \"causal-metadata\": {\"a\": 1}}", &b) == 0 &&
-           span_is(b.metadata, "{\"a\": 1}"),
+         span_is(b.metadata, "{\"a\": 1}"),
        "duplicate causal-metadata: last wins");
     ok(scan("{\"Value\": 1, \"value \": 2, \"valu\": 3, \"causal_metadata\": 4}", &b) == 0 && b.value.p == NULL &&
-           b.metadata.p == NULL,
+         b.metadata.p == NULL,
        "member names match exactly (case, spaces, spelling)");
     ok(scan("{\"value\": null}", &b) == 0 && span_is(b.value, "null") && json_span_is_null(b.value),
        "value null is present and null");
@@ -239,7 +340,7 @@ static void test_members(void)
        "an absent member counts as null");
     ok(scan("{\"value\": \"null\"}", &b) == 0 && !json_span_is_null(b.value), "the string \"null\" is not null");
     ok(scan("{\"value\": 1, \"x\": }", &b) == -1 && !b.valid && !b.is_object && b.value.p == NULL &&
-           b.metadata.p == NULL,
+         b.metadata.p == NULL,
        "an invalid document reports no members");
 }
 
@@ -262,7 +363,8 @@ static void test_compact(void)
     ok(compacts_to("\"  \\\\\\\"  \"", "\"  \\\\\\\"  \""), "a lone string is unchanged");
     ok(compacts_to("{\"a\":[1,2]}", "{\"a\":[1,2]}"), "compact text is a fixed point");
     ok(compacts_to(" 12345678901234567890.50e-7 ", "12345678901234567890.50e-7"), "number digits kept exactly");
-    ok(compacts_to("{\"k\" : \"\xc3\xa9 \\u00e9\"}", "{\"k\":\"\xc3\xa9 \\u00e9\"}"), "UTF-8 and \\u escapes kept as sent");
+    ok(compacts_to("{\"k\" : \"\xc3\xa9 \\u00e9\"}", "{\"k\":\"\xc3\xa9 \\u00e9\"}"),
+       "UTF-8 and \\u escapes kept as sent");
 }
 
 static int decodes_to(const char *in, const char *want, size_t wantlen, size_t cap)
@@ -279,7 +381,7 @@ static int decodes_to(const char *in, const char *want, size_t wantlen, size_t c
 static void test_string_decode(void)
 {
     char out[8];
-    struct json_span none = {NULL, 0};
+    struct json_span none = { NULL, 0 };
 
     ok(decodes_to("\"abc\"", "abc", 3, 64) && decodes_to("\"\"", "", 0, 64), "plain and empty strings");
     ok(decodes_to("\"a\\\"b\\\\c\\/d\\be\\ff\\ng\\rh\\ti\"", "a\"b\\c/d\be\ff\ng\rh\ti", 17, 64),
@@ -287,7 +389,7 @@ static void test_string_decode(void)
     ok(decodes_to("\"\\u00e9\"", "\xc3\xa9", 2, 64) && decodes_to("\"\\u00E9\"", "\xc3\xa9", 2, 64),
        "\\u00e9 becomes UTF-8 c3 a9");
     ok(decodes_to("\"\\u0041\\u20ac\\uffff\"", "A\xe2\x82\xac\xef\xbf\xbf", 7, 64) &&
-           decodes_to("\"\\u0000\"", "\0", 1, 64),
+         decodes_to("\"\\u0000\"", "\0", 1, 64),
        "1-, 3-byte and NUL \\u escapes");
     ok(decodes_to("\"caf\xc3\xa9\"", "caf\xc3\xa9", 5, 64), "raw UTF-8 passes through");
     /* RFC 8259 7: a character outside the BMP is escaped as a surrogate
@@ -297,8 +399,8 @@ static void test_string_decode(void)
        "too small a buffer gives -1; exactly enough is fine");
     ok(json_string_decode(span_of("\"\\u00e9\""), out, 1) == -1, "a multibyte escape that does not fit gives -1");
     ok(json_string_decode(span_of("abc"), out, 8) == -1 && json_string_decode(span_of("12"), out, 8) == -1 &&
-           json_string_decode(span_of("\"abc"), out, 8) == -1 && json_string_decode(span_of("\""), out, 8) == -1 &&
-           json_string_decode(none, out, 8) == -1,
+         json_string_decode(span_of("\"abc"), out, 8) == -1 && json_string_decode(span_of("\""), out, 8) == -1 &&
+         json_string_decode(none, out, 8) == -1,
        "not a string token gives -1");
     /* Tokens that did not come from the scanner: "-1 if s is not a string". */
     {
@@ -332,27 +434,57 @@ static int clock_bad(const char *in)
 static void test_parse_clock(void)
 {
     static const char *const bad_keys[] = {
-        "{\"127.0.0.1:8090\": 1}", "{\"127.0.0.256:8090/1\": 1}", "{\"localhost:8090/1\": 1}",
-        "{\"127.0.0.1:0/1\": 1}", "{\"127.0.0.1:65536/1\": 1}", "{\"127.0.0.1/1\": 1}", "{\"127.0.0.1:8090/12a\": 1}",
-        "{\"127.0.0.1:8090/\": 1}", "{\"/1\": 1}", "{\"\": 1}", "{\"127.0.0.1:8090/-1\": 1}",
-        "{\"127.0.0.1:8090/+1\": 1}", "{\"127.0.0.1:8090/ 1\": 1}", "{\"127.0.0.1:8090\\/1\": 1}",
-        "{\"127.0.0.1:8090/1\\u0030\": 1}", "{\"127.0.0.1:8090/99999999999999999999999\": 1}",
-        "{\"[::1]:8090/1\": 1}", "{\"127.0.0.1:8090/1/2\": 1}", "{127.0.0.1:8090/1: 1}",
+        "{\"127.0.0.1:8090\": 1}",
+        "{\"127.0.0.256:8090/1\": 1}",
+        "{\"localhost:8090/1\": 1}",
+        "{\"127.0.0.1:0/1\": 1}",
+        "{\"127.0.0.1:65536/1\": 1}",
+        "{\"127.0.0.1/1\": 1}",
+        "{\"127.0.0.1:8090/12a\": 1}",
+        "{\"127.0.0.1:8090/\": 1}",
+        "{\"/1\": 1}",
+        "{\"\": 1}",
+        "{\"127.0.0.1:8090/-1\": 1}",
+        "{\"127.0.0.1:8090/+1\": 1}",
+        "{\"127.0.0.1:8090/ 1\": 1}",
+        "{\"127.0.0.1:8090\\/1\": 1}",
+        "{\"127.0.0.1:8090/1\\u0030\": 1}",
+        "{\"127.0.0.1:8090/99999999999999999999999\": 1}",
+        "{\"[::1]:8090/1\": 1}",
+        "{\"127.0.0.1:8090/1/2\": 1}",
+        "{127.0.0.1:8090/1: 1}",
     };
     static const char *const bad_values[] = {
-        "{\"127.0.0.1:8090/1\": -1}", "{\"127.0.0.1:8090/1\": 1.5}", "{\"127.0.0.1:8090/1\": 1e3}",
-        "{\"127.0.0.1:8090/1\": \"4\"}", "{\"127.0.0.1:8090/1\": null}", "{\"127.0.0.1:8090/1\": true}",
-        "{\"127.0.0.1:8090/1\": {}}", "{\"127.0.0.1:8090/1\": [1]}", "{\"127.0.0.1:8090/1\": }",
-        "{\"127.0.0.1:8090/1\": 18446744073709551616}", "{\"127.0.0.1:8090/1\": 99999999999999999999999}",
+        "{\"127.0.0.1:8090/1\": -1}",
+        "{\"127.0.0.1:8090/1\": 1.5}",
+        "{\"127.0.0.1:8090/1\": 1e3}",
+        "{\"127.0.0.1:8090/1\": \"4\"}",
+        "{\"127.0.0.1:8090/1\": null}",
+        "{\"127.0.0.1:8090/1\": true}",
+        "{\"127.0.0.1:8090/1\": {}}",
+        "{\"127.0.0.1:8090/1\": [1]}",
+        "{\"127.0.0.1:8090/1\": }",
+        "{\"127.0.0.1:8090/1\": 18446744073709551616}",
+        "{\"127.0.0.1:8090/1\": 99999999999999999999999}",
         "{\"127.0.0.1:8090/1\": 0x10}",
     };
     static const char *const bad_shape[] = {
-        "", "[]", "null", "\"x\"", "1", "{", "{\"127.0.0.1:8090/1\": 1", "{\"127.0.0.1:8090/1\": 1,}",
-        "{\"127.0.0.1:8090/1\" 1}", "{\"127.0.0.1:8090/1\": 1 \"127.0.0.2:8090/1\": 1}",
-        "{\"127.0.0.1:8090/1\": 1} x", "{\"127.0.0.1:8090/1\": 1}}", " {}",
+        "",
+        "[]",
+        "null",
+        "\"x\"",
+        "1",
+        "{",
+        "{\"127.0.0.1:8090/1\": 1",
+        "{\"127.0.0.1:8090/1\": 1,}",
+        "{\"127.0.0.1:8090/1\" 1}",
+        "{\"127.0.0.1:8090/1\": 1 \"127.0.0.2:8090/1\": 1}",
+        "{\"127.0.0.1:8090/1\": 1} x",
+        "{\"127.0.0.1:8090/1\": 1}}",
+        " {}",
     };
     struct clock_ref ref[4];
-    struct json_span none = {NULL, 0};
+    struct json_span none = { NULL, 0 };
     size_t i;
     int all;
 
@@ -363,8 +495,8 @@ static void test_parse_clock(void)
     ok(json_parse_clock(span_of("{}"), ref, 4) == 0 && json_parse_clock(span_of("{ \n }"), ref, 0) == 0,
        "an empty clock has no components");
     ok(json_parse_clock(span_of("{\"127.0.0.1:8090/1\": 2, \"127.0.0.2:8090/3\": 0, \"127.0.0.3:9/4\": 5}"), ref, 4) ==
-               3 &&
-           strcmp(ref[1].addr, "127.0.0.2:8090") == 0 && ref[1].stamp == 3 && ref[1].n == 0 && ref[2].n == 5,
+           3 &&
+         strcmp(ref[1].addr, "127.0.0.2:8090") == 0 && ref[1].stamp == 3 && ref[1].n == 0 && ref[2].n == 5,
        "three components in order");
     for (i = 0, all = 1; i < sizeof(bad_keys) / sizeof(bad_keys[0]); ++i)
         all &= clock_bad(bad_keys[i]);
@@ -377,17 +509,17 @@ static void test_parse_clock(void)
     ok(all && json_parse_clock(none, ref, 4) == -1, "not an object, or trailing text, rejected");
     ok(clock_bad("{} x") & clock_bad("{}}"), "trailing text after an empty clock rejected");
     ok(clock1("{\"127.0.0.1:8090/1\": 18446744073709551615}", "127.0.0.1:8090", 1, UINT64_MAX) &&
-           clock1("{\"127.0.0.1:8090/18446744073709551615\": 1}", "127.0.0.1:8090", UINT64_MAX, 1),
+         clock1("{\"127.0.0.1:8090/18446744073709551615\": 1}", "127.0.0.1:8090", UINT64_MAX, 1),
        "UINT64_MAX is a valid count and stamp");
     ok(json_parse_clock(span_of("{\"1.1.1.1:1/1\": 1, \"1.1.1.2:1/1\": 1, \"1.1.1.3:1/1\": 1}"), ref, 2) == -1 &&
-           json_parse_clock(span_of("{\"1.1.1.1:1/1\": 1, \"1.1.1.2:1/1\": 1}"), ref, 2) == 2,
+         json_parse_clock(span_of("{\"1.1.1.1:1/1\": 1, \"1.1.1.2:1/1\": 1}"), ref, 2) == 2,
        "more components than max gives -1; exactly max is fine");
 }
 
 static void test_format_clock(void)
 {
     static struct clock_sh clock;
-    uint64_t c[CLOCK_MAX] = {0};
+    uint64_t c[CLOCK_MAX] = { 0 };
     struct clock_ref ref[CLOCK_MAX];
     char *buf;
     size_t n;
@@ -405,13 +537,12 @@ static void test_format_clock(void)
     n = json_format_clock(&clock, c, 3, buf);
     buf[n] = '\0';
     ok(strcmp(buf, "{\"127.0.0.1:8090/100\": 5, \"255.255.255.255:65535/18446744073709551\": 1844674407370955161}") ==
-           0,
+         0,
        "zero components skipped, one space after : and ,");
     ok(n <= json_clock_max_len(3), "within json_clock_max_len");
-    r = json_parse_clock((struct json_span){buf, n}, ref, CLOCK_MAX);
+    r = json_parse_clock((struct json_span){ buf, n }, ref, CLOCK_MAX);
     ok(r == 2 && strcmp(ref[0].addr, "127.0.0.1:8090") == 0 && ref[0].stamp == 100 && ref[0].n == 5 &&
-           strcmp(ref[1].addr, "255.255.255.255:65535") == 0 && ref[1].stamp == 18446744073709551ull &&
-           ref[1].n == c[2],
+         strcmp(ref[1].addr, "255.255.255.255:65535") == 0 && ref[1].stamp == 18446744073709551ull && ref[1].n == c[2],
        "the formatted clock parses back to the same components");
     /* A full table of incarnations, every component set. */
     for (i = 3; i < CLOCK_MAX; ++i) {
@@ -423,11 +554,11 @@ static void test_format_clock(void)
         c[i] = (uint64_t)i * 7 + 1;
     n = json_format_clock(&clock, c, CLOCK_MAX, buf);
     ok(n <= json_clock_max_len(CLOCK_MAX), "%d components fit json_clock_max_len", CLOCK_MAX);
-    r = json_parse_clock((struct json_span){buf, n}, ref, CLOCK_MAX);
+    r = json_parse_clock((struct json_span){ buf, n }, ref, CLOCK_MAX);
     for (i = 0, all = r == CLOCK_MAX; all && i < CLOCK_MAX; ++i)
         all = clock_find(&clock, ref[i].addr, ref[i].stamp) == i && ref[i].n == c[i];
     ok(all, "and round-trip through json_parse_clock");
-    ok(json_parse_clock((struct json_span){buf, n}, ref, CLOCK_MAX - 1) == -1, "one over max is refused");
+    ok(json_parse_clock((struct json_span){ buf, n }, ref, CLOCK_MAX - 1) == -1, "one over max is refused");
     free(buf);
 }
 
@@ -443,7 +574,8 @@ static uint64_t rnd(void)
     return rng;
 }
 
-static const char alphabet[] = "{}[]\":,  \t\n\\/-+.0123456789eEtrufalsn\"value\"causal-metadata\"uU\xc3\xa9\xed\xf0\x80";
+static const char alphabet[] =
+  "{}[]\":,  \t\n\\/-+.0123456789eEtrufalsn\"value\"causal-metadata\"uU\xc3\xa9\xed\xf0\x80";
 
 /* Everything the fuzz loop checks of one input; 0 on a violated property. */
 static int fuzz_one(const char *in, size_t len)
@@ -465,8 +597,8 @@ static int fuzz_one(const char *in, size_t len)
             return 0;
         m = json_compact(b.value, out);
         /* compact text of a valid value is valid and a fixed point */
-        if (m > b.value.len || json_scan_body(out, m, &b2) != 0 || !b2.valid || json_compact((struct json_span){out, m}, dec) != m ||
-            memcmp(out, dec, m) != 0)
+        if (m > b.value.len || json_scan_body(out, m, &b2) != 0 || !b2.valid ||
+            json_compact((struct json_span){ out, m }, dec) != m || memcmp(out, dec, m) != 0)
             return 0;
         if (b.value.p[0] == '"')
             json_string_decode(b.value, dec, sizeof(dec));
@@ -475,7 +607,7 @@ static int fuzz_one(const char *in, size_t len)
         if ((n = json_parse_clock(b.metadata, ref, 8)) < -1 || n > 8)
             return 0;
     }
-    n = json_parse_clock((struct json_span){p, len}, ref, 8);
+    n = json_parse_clock((struct json_span){ p, len }, ref, 8);
     if (n < -1 || n > 8)
         return 0;
     while (n-- > 0) {
@@ -547,13 +679,15 @@ static void test_fuzz(void)
             ++valid_seen;
         {
             struct clock_ref ref[8];
-            if (json_parse_clock((struct json_span){buf, len}, ref, 8) > 0)
+            if (json_parse_clock((struct json_span){ buf, len }, ref, 8) > 0)
                 ++clocks_seen;
         }
     }
     ok(bad == 0, "300000 random and mutated bodies: no crash, results in range (%d violations)", bad);
-    ok(valid_seen > 1000 && clocks_seen > 100, "the mutations still reach valid bodies (%d) and clocks (%d)",
-       valid_seen, clocks_seen);
+    ok(valid_seen > 1000 && clocks_seen > 100,
+       "the mutations still reach valid bodies (%d) and clocks (%d)",
+       valid_seen,
+       clocks_seen);
 }
 
 int main(void)

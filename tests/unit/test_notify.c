@@ -43,7 +43,7 @@ static int bind_dgram(const char *name, int abstract)
 /* Receive one datagram within a second; "" if none. */
 static void recv_msg(int fd, char *buf, size_t cap)
 {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
     ssize_t n;
 
     buf[0] = '\0';

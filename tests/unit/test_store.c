@@ -35,7 +35,7 @@ static uint64_t out[CLOCK_MAX];
 
 static shm_t *new_store(size_t memory, const char *addr, uint64_t stamp)
 {
-    struct shm_params params = {memory, 0};
+    struct shm_params params = { memory, 0 };
     shm_t *shm = shm_create(&params);
 
     if (shm == NULL || store_setup(shm, addr, stamp) != 0)
@@ -44,12 +44,18 @@ static shm_t *new_store(size_t memory, const char *addr, uint64_t stamp)
     return shm;
 }
 
-static uint32_t self_of(shm_t *shm) { return (uint32_t)shm->clock->self; }
+static uint32_t self_of(shm_t *shm)
+{
+    return (uint32_t)shm->clock->self;
+}
 
-static enum store_result put_deps(shm_t *shm, const char *key, const char *value, const struct vc_pair *deps,
+static enum store_result put_deps(shm_t *shm,
+                                  const char *key,
+                                  const char *value,
+                                  const struct vc_pair *deps,
                                   size_t ndeps)
 {
-    struct store_write w = {key, strlen(key), value, value ? strlen(value) : 0, deps, ndeps};
+    struct store_write w = { key, strlen(key), value, value ? strlen(value) : 0, deps, ndeps };
     return store_client_write_sh(shm, &w, out);
 }
 
@@ -58,7 +64,10 @@ static enum store_result put(shm_t *shm, const char *key, const char *value)
     return put_deps(shm, key, value, NULL, 0);
 }
 
-static enum store_result del(shm_t *shm, const char *key) { return put_deps(shm, key, NULL, NULL, 0); }
+static enum store_result del(shm_t *shm, const char *key)
+{
+    return put_deps(shm, key, NULL, NULL, 0);
+}
 
 /* A copy of what a reader sees for key. */
 struct seen {
@@ -118,13 +127,19 @@ static struct rlog_rec *only_rec_since(shm_t *shm, uint64_t from)
     return r != NULL && from == rlog_head(shm->rlog) ? r : NULL;
 }
 
-static int rec_is(const struct rlog_rec *r, uint32_t origin, uint64_t seq, uint64_t lamport, int tombstone,
-                  const char *key, const char *value)
+static int rec_is(const struct rlog_rec *r,
+                  uint32_t origin,
+                  uint64_t seq,
+                  uint64_t lamport,
+                  int tombstone,
+                  const char *key,
+                  const char *value)
 {
     size_t vlen = value ? strlen(value) : 0;
     return r != NULL && r->origin == origin && r->seq == seq && r->lamport == lamport &&
            !!(r->flags & RLOG_TOMBSTONE) == !!tombstone && r->klen == strlen(key) &&
-           memcmp(rlog_rec_key(r), key, r->klen) == 0 && r->vlen == vlen && (vlen == 0 || memcmp(rlog_rec_value(r), value, vlen) == 0);
+           memcmp(rlog_rec_key(r), key, r->klen) == 0 && r->vlen == vlen &&
+           (vlen == 0 || memcmp(rlog_rec_value(r), value, vlen) == 0);
 }
 
 static int deps_are(const struct rlog_rec *r, const struct vc_pair *want, size_t n)
@@ -158,7 +173,7 @@ static int census_cb(const struct entry *e, void *arg)
 static int consistent(shm_t *shm)
 {
     static char buf[256];
-    struct census c = {0, 0};
+    struct census c = { 0, 0 };
     const char *why = NULL;
     int r = 0;
 
@@ -169,7 +184,9 @@ static int consistent(shm_t *shm)
     if (r == 0 && (c.live != shm->table->nlive || c.tomb != shm->table->ntomb)) {
         why = "nlive/ntomb disagree with the entries";
         printf("# entries: %llu live, %llu tombstones; counters: nlive %llu, ntomb %llu\n",
-               (unsigned long long)c.live, (unsigned long long)c.tomb, (unsigned long long)shm->table->nlive,
+               (unsigned long long)c.live,
+               (unsigned long long)c.tomb,
+               (unsigned long long)shm->table->nlive,
                (unsigned long long)shm->table->ntomb);
         r = -1;
     }
@@ -192,14 +209,21 @@ static int32_t intern(shm_t *shm, const char *addr, uint64_t stamp)
     return id;
 }
 
-static struct store_record rec(uint32_t origin, uint64_t seq, uint64_t lamport, const char *key, const char *value,
-                               const struct vc_pair *deps, size_t ndeps)
+static struct store_record rec(uint32_t origin,
+                               uint64_t seq,
+                               uint64_t lamport,
+                               const char *key,
+                               const char *value,
+                               const struct vc_pair *deps,
+                               size_t ndeps)
 {
     static const struct vc_pair none[1];
     /* never NULL deps: store.c memcpy()s them even when ndeps is 0, and
      * the daemon's records always point into the decoded message */
-    struct store_record r = {origin, seq, lamport, value == NULL, key, strlen(key), value,
-                             value ? strlen(value) : 0, deps ? deps : none, ndeps};
+    struct store_record r = {
+        origin, seq, lamport, value == NULL, key, strlen(key), value, value ? strlen(value) : 0, deps ? deps : none,
+        ndeps
+    };
     return r;
 }
 
@@ -215,7 +239,7 @@ static void test_client_writes(void)
     int rc;
 
     ok(shm->clock->self >= 0 && strcmp(shm->clock->inc[self].addr, "127.0.0.2:8090") == 0 &&
-           shm->clock->inc[self].stamp == 1234,
+         shm->clock->inc[self].stamp == 1234,
        "store_setup interns our incarnation as self");
 
     head = rlog_head(shm->rlog);
@@ -255,7 +279,7 @@ static void test_client_writes(void)
     ok(del(shm, "k") == STORE_NOT_FOUND && del(shm, "never") == STORE_NOT_FOUND,
        "DELETE of a tombstoned or a missing key: STORE_NOT_FOUND");
     ok(clock_applied(shm->clock, self) == 4 && shm->clock->lamport == 4 && rlog_head(shm->rlog) == head &&
-           shm->rlog->records == records && shm->table->ntomb == 1 && !get(shm, "never")->found,
+         shm->rlog->records == records && shm->table->ntomb == 1 && !get(shm, "never")->found,
        "no clock change, no log record, nothing created");
 
     rc = put(shm, "k", "\"again\"");
@@ -267,7 +291,7 @@ static void test_client_writes(void)
     head = rlog_head(shm->rlog);
     d[0].id = self, d[0].n = 6;
     ok(put_deps(shm, "k", "\"x\"", d, 1) == STORE_UNSATISFIED && put_deps(shm, "k", NULL, d, 1) == STORE_UNSATISFIED &&
-           put_deps(shm, "missing", NULL, d, 1) == STORE_UNSATISFIED,
+         put_deps(shm, "missing", NULL, d, 1) == STORE_UNSATISFIED,
        "deps not covered: PUT and DELETE (even of a missing key) STORE_UNSATISFIED");
     d[0].id = 77, d[0].n = 1;
     ok(put_deps(shm, "k", "\"x\"", d, 1) == STORE_UNSATISFIED, "deps naming an unknown incarnation: unsatisfied");
@@ -275,7 +299,8 @@ static void test_client_writes(void)
        "unsatisfied writes change nothing");
     d[0].id = self, d[0].n = 5;
     ok(put_deps(shm, "k", "\"y\"", d, 1) == STORE_REPLACED && out[self] == 6, "deps exactly covered: applied");
-    ok(store_covers(shm, d, 1) && !store_covers(shm, (struct vc_pair[]){{self, 7}}, 1) && store_covers(shm, NULL, 0),
+    ok(store_covers(shm, d, 1) && !store_covers(shm, (struct vc_pair[]){ { self, 7 } }, 1) &&
+         store_covers(shm, NULL, 0),
        "store_covers: <= per component, empty metadata always covered");
     ok(consistent(shm), "store consistent after client writes");
     shm_destroy(shm);
@@ -287,7 +312,7 @@ static void test_apply(void)
 {
     shm_t *shm = new_store(MEM, "127.0.0.3:8090", 300);
     int32_t a = intern(shm, "127.0.0.2:8090", 200), c = intern(shm, "127.0.0.4:8090", 400);
-    struct vc_pair da1[] = {{0, 0}}, dc[] = {{0, 0}};
+    struct vc_pair da1[] = { { 0, 0 } }, dc[] = { { 0, 0 } };
     struct store_record rs[3], rc;
     uint8_t res[3];
     uint64_t head, pos;
@@ -303,7 +328,7 @@ static void test_apply(void)
     head = rlog_head(shm->rlog);
     n = store_apply_records_sh(shm, rs, 1, res);
     ok(n == 1 && res[0] == APPLY_DONE && clock_applied(shm->clock, (uint32_t)a) == 1 && value_is(shm, "x", "1") &&
-           seen.origin == a && seen.seq == 1,
+         seen.origin == a && seen.seq == 1,
        "in order: APPLY_DONE, clock and entry updated");
     ok(rec_is(only_rec_since(shm, head), (uint32_t)a, 1, 1, 0, "x", "1"), "the record is logged with its origin");
     head = rlog_head(shm->rlog);
@@ -311,17 +336,17 @@ static void test_apply(void)
     ok(n == 0 && res[0] == APPLY_DUP && rlog_head(shm->rlog) == head, "again: APPLY_DUP, nothing logged");
     n = store_apply_records_sh(shm, &rs[2], 1, res);
     ok(n == 0 && res[0] == APPLY_WAIT && clock_applied(shm->clock, (uint32_t)a) == 1 && rlog_head(shm->rlog) == head &&
-           value_is(shm, "x", "1"),
+         value_is(shm, "x", "1"),
        "a gap in the origin's seq: APPLY_WAIT, nothing changed");
     {
-        struct store_record rev[2] = {rs[2], rs[1]};
+        struct store_record rev[2] = { rs[2], rs[1] };
         n = store_apply_records_sh(shm, rev, 2, res);
         ok(n == 2 && res[0] == APPLY_DONE && res[1] == APPLY_DONE && clock_applied(shm->clock, (uint32_t)a) == 3,
            "the gap arrives in the same batch, out of order: both applied");
     }
     pos = head;
     ok(rec_is(read_rec(shm, &pos), (uint32_t)a, 2, 2, 0, "y", "2") &&
-           rec_is(read_rec(shm, &pos), (uint32_t)a, 3, 3, 1, "x", NULL) && pos == rlog_head(shm->rlog),
+         rec_is(read_rec(shm, &pos), (uint32_t)a, 3, 3, 1, "x", NULL) && pos == rlog_head(shm->rlog),
        "logged in apply (causal) order, deps kept");
     ok(is_tombstone(shm, "x") && value_is(shm, "y", "2") && shm->table->nlive == 1 && shm->table->ntomb == 1,
        "a replicated tombstone; counters right");
@@ -331,7 +356,7 @@ static void test_apply(void)
     head = rlog_head(shm->rlog);
     n = store_apply_records_sh(shm, &rc, 1, res);
     ok(n == 0 && res[0] == APPLY_WAIT && clock_applied(shm->clock, (uint32_t)c) == 0 && !get(shm, "z")->found &&
-           rlog_head(shm->rlog) == head,
+         rlog_head(shm->rlog) == head,
        "unmet deps on another origin: APPLY_WAIT");
     dc[0].n = 3;
     n = store_apply_records_sh(shm, &rc, 1, res);
@@ -342,7 +367,7 @@ static void test_apply(void)
     ok(put(shm, "z", "\"local\"") == STORE_REPLACED && get(shm, "z")->lamport == 10, "a local write gets lamport 10");
     {
         struct rlog_rec *r = only_rec_since(shm, head);
-        struct vc_pair want[] = {{(uint32_t)a, 3}, {(uint32_t)c, 1}};
+        struct vc_pair want[] = { { (uint32_t)a, 3 }, { (uint32_t)c, 1 } };
         ok(deps_are(r, want, 2), "its deps are the applied clock of the other origins");
     }
     ok(consistent(shm), "store consistent after applying records");
@@ -352,8 +377,8 @@ static void test_apply(void)
 /* --- last-writer-wins --------------------------------------------------- */
 
 /* Apply one record from origin (addr, stamp) on shm. */
-static uint8_t apply1(shm_t *shm, const char *addr, uint64_t stamp, uint64_t seq, uint64_t lamport, const char *key,
-                      const char *value)
+static uint8_t
+apply1(shm_t *shm, const char *addr, uint64_t stamp, uint64_t seq, uint64_t lamport, const char *key, const char *value)
 {
     struct store_record r = rec((uint32_t)intern(shm, addr, stamp), seq, lamport, key, value, NULL, 0);
     uint8_t res = 0xff;
@@ -376,7 +401,7 @@ static void test_lww(void)
     ok(all, "two concurrent writes applied on two stores in opposite orders");
     ok(value_is(s1, "c", "\"q\"") && value_is(s2, "c", "\"q\""), "same winner on both: equal lamport, greater address");
     ok(rec_is(only_rec_since(s2, head), (uint32_t)intern(s2, "127.0.0.5:8090", 1), 1, 5, 0, "c", "\"p\"") &&
-           clock_applied(s2->clock, (uint32_t)intern(s2, "127.0.0.5:8090", 1)) == 1,
+         clock_applied(s2->clock, (uint32_t)intern(s2, "127.0.0.5:8090", 1)) == 1,
        "the losing write still advances the clock and is logged");
     ok(s2->table->nlive == 1 && s1->table->nlive == 1, "and is not visible or counted");
 
@@ -400,7 +425,7 @@ static void test_lww(void)
     apply1(s2, "127.0.0.6:8090", 1, 3, 19, "c", "\"q19\"");
     apply1(s2, "127.0.0.5:8090", 1, 3, 20, "c", NULL);
     ok(is_tombstone(s1, "c") && is_tombstone(s2, "c") && s1->table->ntomb == 1 && s2->table->ntomb == 1 &&
-           s1->table->nlive == 2 && s2->table->nlive == 2,
+         s1->table->nlive == 2 && s2->table->nlive == 2,
        "a newer tombstone beats an older write in either order");
     ok(consistent(s1) && consistent(s2), "both stores consistent");
     shm_destroy(s1);
@@ -414,17 +439,17 @@ static void test_install(void)
     shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
     uint32_t self = self_of(shm);
     int32_t x;
-    uint64_t clock[CLOCK_MAX] = {0};
+    uint64_t clock[CLOCK_MAX] = { 0 };
     struct store_entry_in in[4];
 
     put(shm, "gone", "1");   /* seq 1: the transfer's clock covers it, its key is absent: removed */
     put(shm, "a", "\"a1\""); /* seq 2, lamport 2 */
     put(shm, "b", "\"b1\""); /* seq 3, lamport 3 */
     x = intern(shm, "127.0.0.9:8090", 9);
-    in[0] = (struct store_entry_in){(uint32_t)x, 1, 10, 0, "a", 1, "\"ax\"", 4};    /* newer: wins */
-    in[1] = (struct store_entry_in){(uint32_t)x, 2, 1, 0, "b", 1, "\"bx\"", 4};     /* older: loses */
-    in[2] = (struct store_entry_in){(uint32_t)x, 3, 11, 0, "n", 1, "[]", 2};        /* new key */
-    in[3] = (struct store_entry_in){(uint32_t)x, 5, 12, 1, "t", 1, "", 0};        /* tombstone */
+    in[0] = (struct store_entry_in){ (uint32_t)x, 1, 10, 0, "a", 1, "\"ax\"", 4 }; /* newer: wins */
+    in[1] = (struct store_entry_in){ (uint32_t)x, 2, 1, 0, "b", 1, "\"bx\"", 4 };  /* older: loses */
+    in[2] = (struct store_entry_in){ (uint32_t)x, 3, 11, 0, "n", 1, "[]", 2 };     /* new key */
+    in[3] = (struct store_entry_in){ (uint32_t)x, 5, 12, 1, "t", 1, "", 0 };       /* tombstone */
     clock[self] = 1;
     clock[x] = 5;
     ok(store_install_sh(shm, in, 4, clock, (uint32_t)x + 1) == 0, "store_install_sh succeeds");
@@ -434,7 +459,8 @@ static void test_install(void)
     ok(!get(shm, "gone")->found, "a local key the transfer's clock covers but lacks is dropped");
     ok(clock_applied(shm->clock, self) == 3 && clock_applied(shm->clock, (uint32_t)x) == 5,
        "clock is the component-wise max");
-    ok(shm->rlog->tail_clock[x] == 5 && shm->rlog->tail_clock[self] == 1, "rlog tail_clock records the installed clock");
+    ok(shm->rlog->tail_clock[x] == 5 && shm->rlog->tail_clock[self] == 1,
+       "rlog tail_clock records the installed clock");
     ok(shm->clock->lamport >= 12, "the Lamport clock observed the installed entries");
     ok(shm->table->nlive == 3 && shm->table->ntomb == 1 && consistent(shm), "counters and store consistent");
     shm_destroy(shm);
@@ -445,8 +471,8 @@ static void test_install(void)
 static void test_retired(void)
 {
     shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
-    char addrs[3][ADDR_MAX] = {"127.0.0.8:8090", "127.0.0.9:8090", "127.0.0.8:8090"};
-    uint64_t stamps[3] = {1, 1, 1};
+    char addrs[3][ADDR_MAX] = { "127.0.0.8:8090", "127.0.0.9:8090", "127.0.0.8:8090" };
+    uint64_t stamps[3] = { 1, 1, 1 };
     int32_t ids[3];
     struct vc_pair m5[1], m1000[1];
     struct store_record r;
@@ -456,7 +482,7 @@ static void test_retired(void)
     uint64_t s;
 
     ok(store_intern_sh(shm, (const char(*)[ADDR_MAX])addrs, stamps, 3, ids) == 0 && ids[0] == ids[2] &&
-           ids[0] != ids[1] && ids[0] > 0,
+         ids[0] != ids[1] && ids[0] > 0,
        "store_intern_sh: a batch, duplicates get one id");
     o = (uint32_t)ids[0];
     for (s = 1; s <= 3; ++s) {
@@ -469,9 +495,11 @@ static void test_retired(void)
     lock_acquire_sh(shm->lock);
     clock_settle_sh(shm->clock, o, 3);
     lock_release_sh(shm->lock);
-    ok(!(shm->clock->inc[o].flags & INC_FINAL) && !store_covers(shm, m5, 1), "settling a live incarnation does nothing");
+    ok(!(shm->clock->inc[o].flags & INC_FINAL) && !store_covers(shm, m5, 1),
+       "settling a live incarnation does nothing");
     o2 = intern(shm, "127.0.0.8:8090", 2);
-    ok(o2 > 0 && o2 != (int32_t)o && (shm->clock->inc[o].flags & INC_RETIRED) && !(shm->clock->inc[o2].flags & INC_RETIRED),
+    ok(o2 > 0 && o2 != (int32_t)o && (shm->clock->inc[o].flags & INC_RETIRED) &&
+         !(shm->clock->inc[o2].flags & INC_RETIRED),
        "interning a newer stamp of the address retires the old incarnation");
     ok(!store_covers(shm, m5, 1) && put_deps(shm, "k", "1", m5, 1) == STORE_UNSATISFIED,
        "retired but not settled: still not covered");
@@ -481,7 +509,7 @@ static void test_retired(void)
     ok((shm->clock->inc[o].flags & INC_FINAL) && shm->clock->inc[o].final_seq == 4, "settled: INC_FINAL, final_seq 4");
     ok(!store_covers(shm, m5, 1) && !clock_covers(shm->clock, m5, 1), "applied 3 < final 4: seq 5 not covered yet");
     {
-        struct vc_pair dp[1] = {{o, 5}};
+        struct vc_pair dp[1] = { { o, 5 } };
         int32_t other = intern(shm, "127.0.0.9:8090", 1);
         r = rec((uint32_t)other, 1, 50, "dep", "1", dp, 1);
         store_apply_records_sh(shm, &r, 1, &res);
@@ -527,7 +555,7 @@ static void test_full(void)
     head = rlog_head(shm->rlog);
     snprintf(key, sizeof(key), "big%d", n);
     ok(put(shm, key, val) == STORE_FULL && clock_applied(shm->clock, self) == applied && rlog_head(shm->rlog) == head &&
-           !get(shm, key)->found,
+         !get(shm, key)->found,
        "a refused write leaves no trace (clock, log, table)");
     ok(applied == (uint64_t)n && shm->table->nlive == (uint64_t)n, "clock and nlive count the accepted writes");
     ok(consistent(shm), "table_check and arena_check pass when full");
@@ -569,17 +597,17 @@ static void test_reap(void)
 {
     shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
     uint32_t self = self_of(shm);
-    uint64_t floor[CLOCK_MAX] = {0};
+    uint64_t floor[CLOCK_MAX] = { 0 };
 
     put(shm, "a", "1"), put(shm, "b", "2"), put(shm, "c", "3");
-    del(shm, "a");              /* seq 4 */
-    del(shm, "b");              /* seq 5 */
+    del(shm, "a"); /* seq 4 */
+    del(shm, "b"); /* seq 5 */
     floor[self] = 4;
     ok(store_reap_sh(shm, floor, self + 1) == 1 && !get(shm, "a")->found && is_tombstone(shm, "b"),
        "store_reap_sh removes only tombstones every replica has applied");
     floor[self] = 5;
     ok(store_reap_sh(shm, floor, self + 1) == 1 && !get(shm, "b")->found && value_is(shm, "c", "3") &&
-           shm->table->ntomb == 0 && shm->table->nlive == 1 && consistent(shm),
+         shm->table->ntomb == 0 && shm->table->nlive == 1 && consistent(shm),
        "and never a live entry; counters right");
     shm_destroy(shm);
 }
@@ -754,8 +782,7 @@ static void test_killed_writers(void)
         bad_store += !consistent(shm);
         if (!log_agrees(shm, &why))
             ++bad_log, first_why = first_why ? first_why : why;
-        bad_write += put(shm, "after", "1") == STORE_FULL ||
-                     clock_applied(shm->clock, self) != before + got + 1;
+        bad_write += put(shm, "after", "1") == STORE_FULL || clock_applied(shm->clock, self) != before + got + 1;
     }
     ok(killed >= ROUNDS / 2, "%d of %d writers SIGKILLed inside a write (%d rolled forward)", killed, ROUNDS, rolled);
     is_int(reaped, killed, "lock_reap_sh ran recovery after every one");
@@ -807,10 +834,12 @@ static void test_killed_after_publish(void)
             break;
         }
     }
-    ok(hit && lock_reap_sh(shm->lock) == 1, "writer killed right after publishing a new key, before counting it (step %llu)",
+    ok(hit && lock_reap_sh(shm->lock) == 1,
+       "writer killed right after publishing a new key, before counting it (step %llu)",
        (unsigned long long)steps);
     ok(consistent(shm) && shm->table->nlive == nlive0 + 1 && value_is(shm, "new", "\"v\""),
-       "recovery rolls the write forward and counts it: nlive %llu, want %llu", (unsigned long long)shm->table->nlive,
+       "recovery rolls the write forward and counts it: nlive %llu, want %llu",
+       (unsigned long long)shm->table->nlive,
        (unsigned long long)nlive0 + 1);
     shm_destroy(shm);
 }

@@ -24,7 +24,7 @@
 #include "wire.h"
 
 static struct clock_sh clock;
-static const struct wire_inc self = {"127.0.0.1:8090", 100};
+static const struct wire_inc self = { "127.0.0.1:8090", 100 };
 
 /* Decode from a heap block of exactly len bytes (ASan sees over-reads);
  * the block stays alive while the message is in use. */
@@ -91,7 +91,7 @@ static char bigkey[KEY_MAX], bigval[1000];
 static void make_batch(struct buf *out)
 {
     struct wire_enc e;
-    struct vc_pair d0[2] = {{0, 3}, {2, 7}}, d2[2] = {{1, 1}, {4, 2}};
+    struct vc_pair d0[2] = { { 0, 3 }, { 2, 7 } }, d2[2] = { { 1, 1 }, { 4, 2 } };
 
     enc_init(&e);
     wire_enc_record(&e, &clock, 1, 1, 5, 0, "k1", 2, "\"v1\"", 4, d0, 2);
@@ -136,7 +136,7 @@ static void test_empty_sections(void)
     fflush(stdout);
     if ((pid = fork()) == 0) {
         struct wire_enc e;
-        struct buf out = {0};
+        struct buf out = { 0 };
         wire_enc_init(&e);
         wire_enc_count(&e, &clock, 0, 1, 0, 0);
         wire_enc_finish(&e, "KVC1", &self, WIRE_READY, &out);
@@ -150,12 +150,13 @@ static void test_empty_sections(void)
     }
     waitpid(pid, &status, 0);
     ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-       "a clock (no records) and a heartbeat (nothing) encode without undefined behaviour (status %d)", status);
+       "a clock (no records) and a heartbeat (nothing) encode without undefined behaviour (status %d)",
+       status);
 }
 
 static void test_batch(void)
 {
-    struct buf b = {0};
+    struct buf b = { 0 };
     struct wire_msg m;
     const struct store_record *r;
     int r0;
@@ -163,7 +164,7 @@ static void test_batch(void)
     make_batch(&b);
     r0 = decode(b.p, b.len, &m);
     ok(r0 == 0 && memcmp(m.magic, "KVB1", 4) == 0 && inc_is(&m.from, "127.0.0.1:8090", 100) &&
-           m.flags == WIRE_SNAPSHOT_NEEDED,
+         m.flags == WIRE_SNAPSHOT_NEEDED,
        "batch decodes: magic, sender, flags");
     if (r0 != 0) {
         buf_free(&b);
@@ -171,26 +172,27 @@ static void test_batch(void)
     }
     ok(m.ninc == 4 && m.nrec == 3 && m.ncount == 0, "4 incarnations (origins and deps, each once), 3 records");
     ok(inc_is(&m.inc[0], "127.0.0.2:8090", 200) && inc_is(&m.inc[1], "127.0.0.1:8090", 100) &&
-           inc_is(&m.inc[2], "127.0.0.3:8090", 300) && inc_is(&m.inc[3], "127.0.0.4:8090", 400),
+         inc_is(&m.inc[2], "127.0.0.3:8090", 300) && inc_is(&m.inc[3], "127.0.0.4:8090", 400),
        "the incarnation table in order of first use");
     r = &m.rec[0];
     ok(inc_is(&m.inc[r->origin], "127.0.0.2:8090", 200) && r->seq == 1 && r->lamport == 5 && !r->tombstone &&
-           r->klen == 2 && memcmp(r->key, "k1", 2) == 0 && r->vlen == 4 && memcmp(r->value, "\"v1\"", 4) == 0,
+         r->klen == 2 && memcmp(r->key, "k1", 2) == 0 && r->vlen == 4 && memcmp(r->value, "\"v1\"", 4) == 0,
        "record 0: origin, seq, lamport, key, value");
     ok(r->ndeps == 2 && inc_is(&m.inc[r->deps[0].id], "127.0.0.1:8090", 100) && r->deps[0].n == 3 &&
-           inc_is(&m.inc[r->deps[1].id], "127.0.0.3:8090", 300) && r->deps[1].n == 7,
+         inc_is(&m.inc[r->deps[1].id], "127.0.0.3:8090", 300) && r->deps[1].n == 7,
        "record 0: deps");
     r = &m.rec[1];
     ok(inc_is(&m.inc[r->origin], "127.0.0.3:8090", 300) && r->seq == 4 && r->lamport == 6 && r->tombstone &&
-           r->klen == 4 && memcmp(r->key, "gone", 4) == 0 && r->vlen == 0 && r->ndeps == 0,
+         r->klen == 4 && memcmp(r->key, "gone", 4) == 0 && r->vlen == 0 && r->ndeps == 0,
        "record 1: a tombstone without deps");
     r = &m.rec[2];
     ok(inc_is(&m.inc[r->origin], "127.0.0.1:8090", 100) && r->seq == 9 && r->lamport == UINT64_MAX &&
-           r->klen == KEY_MAX && memcmp(r->key, bigkey, KEY_MAX) == 0 && r->vlen == sizeof(bigval) &&
-           memcmp(r->value, bigval, sizeof(bigval)) == 0 && r->ndeps == 2 &&
-           inc_is(&m.inc[r->deps[0].id], "127.0.0.2:8090", 200) && r->deps[0].n == 1 &&
-           inc_is(&m.inc[r->deps[1].id], "127.0.0.4:8090", 400) && r->deps[1].n == 2,
-       "record 2: a %d-byte key, a 1000-byte value, UINT64_MAX lamport", KEY_MAX);
+         r->klen == KEY_MAX && memcmp(r->key, bigkey, KEY_MAX) == 0 && r->vlen == sizeof(bigval) &&
+         memcmp(r->value, bigval, sizeof(bigval)) == 0 && r->ndeps == 2 &&
+         inc_is(&m.inc[r->deps[0].id], "127.0.0.2:8090", 200) && r->deps[0].n == 1 &&
+         inc_is(&m.inc[r->deps[1].id], "127.0.0.4:8090", 400) && r->deps[1].n == 2,
+       "record 2: a %d-byte key, a 1000-byte value, UINT64_MAX lamport",
+       KEY_MAX);
     ok(consistent(&m, held, b.len), "key and value pointers lie inside the buffer");
     wire_msg_free(&m);
     ok(m.inc == NULL && m.rec == NULL && m.deps == NULL && m.count == NULL, "wire_msg_free clears the message");
@@ -199,20 +201,20 @@ static void test_batch(void)
 
 static void test_clock_and_snapshot(void)
 {
-    struct buf b = {0};
+    struct buf b = { 0 };
     struct wire_msg m;
     int r;
 
     make_clock(&b);
     r = decode(b.p, b.len, &m);
     ok(r == 0 && memcmp(m.magic, "KVC1", 4) == 0 && m.flags == WIRE_READY && m.nrec == 0 && m.ncount == 3 &&
-           m.ninc == 3,
+         m.ninc == 3,
        "clock decodes: magic, ready flag, 3 counts");
     if (r == 0) {
         ok(inc_is(&m.inc[m.count[0].inc], "127.0.0.3:8090", 300) && m.count[0].n == 17 && m.count[0].flags == 0 &&
-               inc_is(&m.inc[m.count[1].inc], "127.0.0.2:8090", 201) && m.count[1].n == 5 &&
-               m.count[1].flags == (INC_RETIRED | INC_FINAL) && m.count[1].final_seq == 4 &&
-               inc_is(&m.inc[m.count[2].inc], "127.0.0.1:8090", 100) && m.count[2].n == UINT64_MAX,
+             inc_is(&m.inc[m.count[1].inc], "127.0.0.2:8090", 201) && m.count[1].n == 5 &&
+             m.count[1].flags == (INC_RETIRED | INC_FINAL) && m.count[1].final_seq == 4 &&
+             inc_is(&m.inc[m.count[2].inc], "127.0.0.1:8090", 100) && m.count[2].n == UINT64_MAX,
            "counts with their incarnation, n, flags and final_seq");
         wire_msg_free(&m);
     } else {
@@ -226,8 +228,8 @@ static void test_clock_and_snapshot(void)
        "snapshot decodes: 2 entries, 2 counts");
     if (r == 0) {
         ok(memcmp(m.rec[0].key, "a", 1) == 0 && m.rec[0].vlen == 6 && memcmp(m.rec[0].value, "[1, 2]", 6) == 0 &&
-               m.rec[0].seq == 3 && m.rec[0].lamport == 10 && m.rec[1].tombstone && m.rec[1].vlen == 0 &&
-               m.count[0].n == 3 && m.count[1].n == 2 && m.count[1].flags == INC_RETIRED,
+             m.rec[0].seq == 3 && m.rec[0].lamport == 10 && m.rec[1].tombstone && m.rec[1].vlen == 0 &&
+             m.count[0].n == 3 && m.count[1].n == 2 && m.count[1].flags == INC_RETIRED,
            "snapshot entries and counts field by field");
         wire_msg_free(&m);
     } else {
@@ -241,9 +243,9 @@ static void test_clock_and_snapshot(void)
 static void test_small_records(void)
 {
     struct wire_enc e;
-    struct buf b = {0};
+    struct buf b = { 0 };
     struct wire_msg m;
-    char key[2] = {0};
+    char key[2] = { 0 };
     int i, r;
 
     enc_init(&e);
@@ -296,10 +298,22 @@ static void h_put(struct hand *h, const void *p, size_t n)
     memcpy(h->p + h->len, p, n);
     h->len += n;
 }
-static void h8(struct hand *h, uint8_t v) { h_put(h, &v, 1); }
-static void h16(struct hand *h, uint16_t v) { h_put(h, &v, 2); } /* the test host is little-endian */
-static void h32(struct hand *h, uint32_t v) { h_put(h, &v, 4); }
-static void h64(struct hand *h, uint64_t v) { h_put(h, &v, 8); }
+static void h8(struct hand *h, uint8_t v)
+{
+    h_put(h, &v, 1);
+}
+static void h16(struct hand *h, uint16_t v)
+{
+    h_put(h, &v, 2);
+} /* the test host is little-endian */
+static void h32(struct hand *h, uint32_t v)
+{
+    h_put(h, &v, 4);
+}
+static void h64(struct hand *h, uint64_t v)
+{
+    h_put(h, &v, 8);
+}
 static void h_inc(struct hand *h, const char *addr, uint64_t stamp)
 {
     h8(h, (uint8_t)strlen(addr));
@@ -319,7 +333,13 @@ struct knobs {
 };
 
 static const struct knobs good_knobs = {
-    .inc_addr = "127.0.0.2:8090", .ninc = 1, .nrec = 1, .ncount = 1, .seq = 7, .klen = 3, .vlen = 2,
+    .inc_addr = "127.0.0.2:8090",
+    .ninc = 1,
+    .nrec = 1,
+    .ncount = 1,
+    .seq = 7,
+    .klen = 3,
+    .vlen = 2,
 };
 
 static void hand_build(struct hand *h, const struct knobs *k)
@@ -381,8 +401,8 @@ static void test_rules(void)
     hand_build(&h, &good_knobs);
     r = decode(h.p, h.len, &m);
     ok(r == 0 && m.nrec == 1 && inc_is(&m.inc[0], "127.0.0.2:8090", 200) && m.rec[0].seq == 7 &&
-           m.rec[0].lamport == 42 && memcmp(m.rec[0].key, "key", 3) == 0 && m.rec[0].vlen == 2 &&
-           memcmp(m.rec[0].value, "42", 2) == 0 && m.ncount == 1 && m.count[0].n == 9,
+         m.rec[0].lamport == 42 && memcmp(m.rec[0].key, "key", 3) == 0 && m.rec[0].vlen == 2 &&
+         memcmp(m.rec[0].value, "42", 2) == 0 && m.ncount == 1 && m.count[0].n == 9,
        "a batch built by hand from the documented layout decodes");
     if (r == 0)
         wire_msg_free(&m);
@@ -432,7 +452,7 @@ static int all_prefixes_rejected(const struct buf *b, const char *what)
 
 static void test_truncation(void)
 {
-    struct buf b = {0};
+    struct buf b = { 0 };
     struct hand h;
 
     make_batch(&b);
@@ -460,7 +480,7 @@ static int huge_counts_child(void)
     int bad = 0;
 
 #ifndef __SANITIZE_ADDRESS__
-    struct rlimit rl = {256u << 20, 256u << 20};
+    struct rlimit rl = { 256u << 20, 256u << 20 };
     FILE *fp = fopen("/proc/self/statm", "r");
     unsigned long pages = 0;
     if (fp != NULL && fscanf(fp, "%lu", &pages) == 1)
@@ -508,7 +528,8 @@ static void test_huge_counts(void)
         _exit(huge_counts_child() == 0 ? 0 : 1);
     waitpid(pid, &status, 0);
     ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-       "counts claiming huge numbers are rejected without huge allocations (status %d)", status);
+       "counts claiming huge numbers are rejected without huge allocations (status %d)",
+       status);
 }
 
 /* --- corruption fuzz -------------------------------------------------- */
@@ -525,7 +546,7 @@ static uint64_t rnd(void)
 
 static void test_fuzz(void)
 {
-    struct buf msgs[4] = {{0}};
+    struct buf msgs[4] = { { 0 } };
     struct hand h;
     char buf[4096];
     int i, accepted = 0, inconsistent = 0;
@@ -556,7 +577,7 @@ static void test_fuzz(void)
                 break;
             case 3: /* a 32-bit field set to a huge or boundary value */
                 if (at + 4 <= len) {
-                    static const uint32_t v[] = {0, 1, 2, 3, 4, 255, 256, 257, 0x7fffffff, 0xffffffff};
+                    static const uint32_t v[] = { 0, 1, 2, 3, 4, 255, 256, 257, 0x7fffffff, 0xffffffff };
                     memcpy(buf + at, &v[rnd() % 10], 4);
                 }
                 break;
@@ -576,8 +597,7 @@ static void test_fuzz(void)
             wire_msg_free(&m);
         }
     }
-    ok(inconsistent == 0, "200000 corrupted messages: no crash, every accepted one consistent (%d accepted)",
-       accepted);
+    ok(inconsistent == 0, "200000 corrupted messages: no crash, every accepted one consistent (%d accepted)", accepted);
     for (i = 0; i < 4; ++i)
         buf_free(&msgs[i]);
 }
@@ -586,9 +606,9 @@ static void test_fuzz(void)
 
 static void test_localize(void)
 {
-    struct shm_params params = {16u << 20, 0};
+    struct shm_params params = { 16u << 20, 0 };
     shm_t *shm = shm_create(&params);
-    struct buf b = {0};
+    struct buf b = { 0 };
     struct wire_msg m;
     int32_t ids[CLOCK_MAX + 1];
     int id3, all, r;
@@ -598,7 +618,7 @@ static void test_localize(void)
     /* 127.0.0.3:8090/300 known already, so its local id is not its
      * message index. */
     {
-        char addr[1][ADDR_MAX] = {"127.0.0.3:8090"};
+        char addr[1][ADDR_MAX] = { "127.0.0.3:8090" };
         uint64_t stamp = 300;
         int32_t id;
         store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, &stamp, 1, &id);
@@ -617,11 +637,11 @@ static void test_localize(void)
     ok(all && ids[2] == id3, "every incarnation interned; a known one keeps its id");
     ok(ids[m.ninc] == clock_find(shm->clock, "127.0.0.1:8090", 100), "ids[ninc] is the sender's id");
     ok(shm->clock->ninc == 5 && shm->clock->self == 0, "three new incarnations: 5 with ours and the known one");
-    ok(m.rec[0].origin == (uint32_t)clock_find(shm->clock, "127.0.0.2:8090", 200) &&
-           m.rec[1].origin == (uint32_t)id3 && m.rec[2].origin == (uint32_t)ids[m.ninc],
+    ok(m.rec[0].origin == (uint32_t)clock_find(shm->clock, "127.0.0.2:8090", 200) && m.rec[1].origin == (uint32_t)id3 &&
+         m.rec[2].origin == (uint32_t)ids[m.ninc],
        "record origins rewritten to local ids");
     ok(m.rec[0].deps[0].id == (uint32_t)ids[m.ninc] && m.rec[0].deps[1].id == (uint32_t)id3 &&
-           m.rec[2].deps[0].id == m.rec[0].origin && m.rec[0].deps[0].n == 3,
+         m.rec[2].deps[0].id == m.rec[0].origin && m.rec[0].deps[0].n == 3,
        "dep ids rewritten, counts untouched");
     wire_msg_free(&m);
     buf_free(&b);
@@ -632,7 +652,7 @@ static void test_localize(void)
     {
         int32_t again[CLOCK_MAX + 1];
         ok(wire_localize(shm, &m, again) == 0 && memcmp(again, ids, sizeof(int32_t) * (m.ninc + 1)) == 0 &&
-               shm->clock->ninc == 5,
+             shm->clock->ninc == 5,
            "localizing again maps to the same ids");
     }
     wire_msg_free(&m);
@@ -642,7 +662,7 @@ static void test_localize(void)
     make_clock(&b);
     r = decode(b.p, b.len, &m);
     ok(r == 0 && wire_localize(shm, &m, ids) == 0 && m.count[0].inc == (uint32_t)id3 &&
-           m.count[1].inc == (uint32_t)clock_find(shm->clock, "127.0.0.2:8090", 201),
+         m.count[1].inc == (uint32_t)clock_find(shm->clock, "127.0.0.2:8090", 201),
        "count incarnations rewritten");
     ok(shm->clock->inc[clock_find(shm->clock, "127.0.0.2:8090", 200)].flags & INC_RETIRED,
        "the older incarnation of a re-stamped address is retired");
