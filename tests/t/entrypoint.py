@@ -20,20 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-n = 0
-failed = 0
-
-
-def ok(cond, name, diag=""):
-    global n, failed
-    n += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name))
-    if not cond:
-        failed += 1
-        for line in str(diag).splitlines():
-            print("#   " + line)
-    sys.stdout.flush()
-    return cond
+from kvstest import ok, done, failed_count  # noqa: E402 (TAP output)
 
 
 srcdir = os.environ.get("KVSD_SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -119,5 +106,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+done()

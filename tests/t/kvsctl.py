@@ -21,20 +21,7 @@ import sys
 import tempfile
 import time
 
-n = 0
-failed = 0
-
-
-def ok(cond, name, diag=""):
-    global n, failed
-    n += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name))
-    if not cond:
-        failed += 1
-        for line in str(diag).splitlines():
-            print("#   " + line)
-    sys.stdout.flush()
-    return cond
+from kvstest import ok, done, failed_count  # noqa: E402 (TAP output)
 
 
 kvsd = os.environ.get("KVSD_BIN", "kvsd")
@@ -230,8 +217,7 @@ finally:
             pass
         p.wait()
 
-print("1..%d" % n)
-if failed:
+if failed_count():
     for name in sorted(os.listdir(tmp)):
         if name.endswith(".log"):
             print("# --- %s (tail)" % name)
@@ -239,4 +225,4 @@ if failed:
                 print("#   " + line)
 else:
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failed else 0)
+done()

@@ -21,20 +21,7 @@ import shutil
 import subprocess
 import sys
 
-n = 0
-failed = 0
-
-
-def ok(cond, name, diag=""):
-    global n, failed
-    n += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name))
-    if not cond:
-        failed += 1
-        for line in str(diag).splitlines():
-            print("#   " + line)
-    sys.stdout.flush()
-    return cond
+from kvstest import ok, done, failed_count  # noqa: E402 (TAP output)
 
 
 srcdir = os.environ.get("KVSD_SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -141,5 +128,4 @@ if ok(shutil.which("mandoc") is not None, "mandoc is installed (apt-get install 
         msgs = [l for l in (out + err).splitlines() if l.strip() and not noise.search(l)]
         ok(not msgs, "mandoc -Tlint %s is clean" % os.path.basename(p), "\n".join(msgs))
 
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+done()
