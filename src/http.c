@@ -64,6 +64,10 @@ static const char *reason(int status)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
     case 503:
         return "Service Unavailable";
     case 507:
@@ -131,6 +135,33 @@ void http_wake_replicator(struct http_env *env)
         (void)!write(env->shm->wake_fd, &one, sizeof(one));
 }
 
+/* libh2o 2.2 accepts a request head of up to ~408 KB; kvsd needs far
+ * less, so like nginx it refuses long URIs and large headers itself (and
+ * closes the connection).  Heads libh2o cannot parse at all (over its
+ * limits, or more than 100 headers) it answers itself, in plain text,
+ * before any request exists. */
+#define HTTP_MAX_URI 8192
+#define HTTP_MAX_HEADER_BYTES 16384
+
+static int head_too_large(h2o_req_t *req)
+{
+    size_t i, n = 0;
+
+    if (req->path.len > HTTP_MAX_URI) {
+        req->http1_is_persistent = 0;
+        http_send_lit(req, 414, "{\"error\": \"Request URI too long\"}");
+        return 1;
+    }
+    for (i = 0; i < req->headers.size; ++i)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (n > HTTP_MAX_HEADER_BYTES) {
+        req->http1_is_persistent = 0;
+        http_send_lit(req, 431, "{\"error\": \"Request header fields too large\"}");
+        return 1;
+    }
+    return 0;
+}
+
 #define PATH_IS(p, n, lit) ((n) == sizeof(lit) - 1 && memcmp((p), lit, sizeof(lit) - 1) == 0)
 #define PATH_HAS_PREFIX(p, n, lit) ((n) >= sizeof(lit) - 1 && memcmp((p), lit, sizeof(lit) - 1) == 0)
 
@@ -142,6 +173,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     current.env = env;
     clock_gettime(CLOCK_MONOTONIC, &current.start);
+    current.route = ROUTE_OTHER;
+    if (head_too_large(req))
+        return 0;
     if (PATH_HAS_PREFIX(path, len, "/kvs/") && len > 5) {
         current.route = METHOD(req, "GET")      ? ROUTE_KVS_GET
                         : METHOD(req, "PUT")    ? ROUTE_KVS_PUT

@@ -29,11 +29,14 @@
 #define TICK_MS 100
 #define SNAPSHOT_TIMEOUT_MS 60000
 
-static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_term, got_hup;
 
 static void on_signal(int sig)
 {
-    got_term = 1;
+    if (sig == SIGHUP)
+        got_hup = 1;
+    else
+        got_term = 1;
 }
 
 static struct replicator rep;
@@ -389,9 +392,9 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (getppid() != shm->master_pid)
@@ -425,6 +428,10 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
         }
         if (__atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
             sync_view(r);
+        if (got_hup) {
+            got_hup = 0;
+            log_reopen();
+        }
         if (now_ms() >= next_tick) {
             tick(r);
             next_tick = now_ms() + TICK_MS;

@@ -155,7 +155,11 @@ for name, data in [
         good, what, resp = answered_or_closed(hc) if sent else (True, "closed while sending", None)
     ok(good, "%s: an error status or a closed connection" % name, what)
     diag("%s: %s" % (name, what))
-    if resp is not None and resp.status >= 400:
+    # A head libh2o's parser cannot take at all (here: more than its 100
+    # headers) is answered by libh2o with a plain-text 400 written straight
+    # to the socket before any request exists; kvsd never sees it (see
+    # doc/design.md "HTTP and JSON").  Every error kvsd itself answers is JSON.
+    if resp is not None and resp.status >= 400 and name != "2000 headers of 50 bytes":
         # api.md: every error is JSON, every response has Content-Length
         ok(resp.headers.get("content-type", "").split(";")[0] == "application/json" and
            isinstance(resp.json, dict) and "error" in resp.json,
