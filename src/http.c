@@ -124,10 +124,14 @@ int http_method_is(h2o_req_t *req, const char *m, size_t len)
     return h2o_memis(req->method.base, req->method.len, m, len);
 }
 
-void http_wake_replicator(struct http_env *env)
+void http_wake_replicator(struct http_env *env, int always)
 {
     uint64_t one = 1;
 
+    if (always) {
+        (void)!write(env->shm->wake_fd, &one, sizeof(one));
+        return;
+    }
     /* pairs with the replicator's fence between setting repl_sleeping and
      * its last look at the log head */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -104,14 +104,14 @@ static int replicate(struct http_env *env, h2o_req_t *req)
     result = xmalloc(msg.nrec + 1);
     applied = store_apply_records_sh(shm, msg.rec, msg.nrec, result);
     if (applied != 0)
-        http_wake_replicator(env);
+        http_wake_replicator(env, 0);
     if (msg.flags & WIRE_SNAPSHOT_NEEDED) {
         lock_acquire_sh(shm->lock);
         memcpy(shm->snapshot_from, msg.from.addr, ADDR_MAX);
         __atomic_store_n(&shm->snapshot_req, 1, __ATOMIC_RELEASE);
         lock_release_sh(shm->lock);
         log_info("peer=%s says our clock is behind its log; requesting a snapshot", msg.from.addr);
-        http_wake_replicator(env);
+        http_wake_replicator(env, 1);
     }
     free(result);
     wire_msg_free(&msg);

@@ -15,12 +15,16 @@
 struct scanner {
     const char *p, *end;
     int depth;
+    size_t ws; /* insignificant whitespace bytes skipped so far */
 };
 
 static void skip_ws(struct scanner *s)
 {
+    const char *start = s->p;
+
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
         ++s->p;
+    s->ws += (size_t)(s->p - start);
 }
 
 static int hex4(const char *p)
@@ -191,11 +195,14 @@ static int scan_object(struct scanner *s, struct json_body *top)
                 slot = &top->socket_address;
         }
         const char *vstart = s->p;
+        size_t ws = s->ws;
         if (scan_value(s, NULL) != 0)
             return -1;
         if (slot != NULL) {
             slot->p = vstart;
             slot->len = (size_t)(s->p - vstart);
+            if (slot == &top->value)
+                top->value_has_ws = s->ws != ws;
         }
         skip_ws(s);
         if (s->p >= s->end)
@@ -480,9 +487,23 @@ size_t json_clock_max_len(uint32_t ninc)
     return 2 + (size_t)ninc * (ADDR_MAX + 48);
 }
 
+/* Decimal digits of v at dst; returns how many. */
+static size_t put_u64(char *dst, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (i = 0; i < n; ++i)
+        dst[i] = tmp[n - 1 - i];
+    return n;
+}
+
 size_t json_format_clock(const struct clock_sh *clock, const uint64_t *c, uint32_t ninc, char *dst)
 {
-    size_t n = 0;
+    size_t n = 0, alen;
     uint32_t id;
     int first = 1;
 
@@ -490,13 +511,17 @@ size_t json_format_clock(const struct clock_sh *clock, const uint64_t *c, uint32
     for (id = 0; id < ninc; ++id) {
         if (c[id] == 0)
             continue;
-        n += (size_t)sprintf(dst + n,
-                             "%s\"%s/%" PRIu64 "\": %" PRIu64,
-                             first ? "" : ", ",
-                             clock->inc[id].addr,
-                             clock->inc[id].stamp,
-                             c[id]);
+        if (!first)
+            dst[n++] = ',', dst[n++] = ' ';
         first = 0;
+        dst[n++] = '"';
+        alen = strlen(clock->inc[id].addr);
+        memcpy(dst + n, clock->inc[id].addr, alen);
+        n += alen;
+        dst[n++] = '/';
+        n += put_u64(dst + n, clock->inc[id].stamp);
+        dst[n++] = '"', dst[n++] = ':', dst[n++] = ' ';
+        n += put_u64(dst + n, c[id]);
     }
     dst[n++] = '}';
     return n;

@@ -27,6 +27,7 @@ struct json_body {
     int valid;     /* well-formed JSON */
     int is_object; /* ... and the top level is an object */
     struct json_span value;
+    int value_has_ws; /* value holds insignificant whitespace (compact it) */
     struct json_span metadata;       /* "causal-metadata" */
     struct json_span socket_address; /* "socket-address" */
 };

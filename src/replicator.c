@@ -331,6 +331,20 @@ static void tick(struct replicator *r)
     reap_tombstones(r, now);
 }
 
+/* Would a new log record be shipped at once? */
+static int idle_peer(const struct replicator *r)
+{
+    uint64_t now = now_ms();
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i) {
+        const struct peer *p = &r->peer[i];
+        if (p->row >= 0 && p->state == PEER_ACTIVE && p->clock_known && !p->inflight && now >= p->retry_at_ms)
+            return 1;
+    }
+    return 0;
+}
+
 /* New log records: ship to every idle active peer at once. */
 static void ship_all(struct replicator *r)
 {
@@ -412,9 +426,12 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
         uint64_t now = now_ms(), head;
         int32_t wait = now >= next_tick ? 0 : (int32_t)(next_tick - now);
 
-        /* sleep only if no record arrived since we last looked; writers
-         * poke the eventfd only while repl_sleeping is set */
-        __atomic_store_n(&shm->repl_sleeping, 1, __ATOMIC_RELEASE);
+        /* Writers poke the eventfd only while repl_sleeping is set, and we
+         * set it only when a new record would be shipped at once: with no
+         * idle active peer (none at all, or all with a batch in flight,
+         * whose answer ships the rest) a write costs no syscall and no
+         * context switch.  Then sleep only if nothing arrived meanwhile. */
+        __atomic_store_n(&shm->repl_sleeping, idle_peer(r), __ATOMIC_RELEASE);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (rlog_head(shm->rlog) != r->log_seen ||
             __atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
