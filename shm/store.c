@@ -375,7 +375,7 @@ int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *st
 }
 
 /* Writer lock held: publish one transferred entry if it is newer. */
-static int install_entry(shm_t *shm, const struct store_entry_in *in)
+static int install_entry(shm_t *shm, const struct store_record *in)
 {
     const struct entry *cur = current(shm, in->key, in->klen);
     struct entry *e, *old = NULL;
@@ -446,14 +446,14 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
 
 static int cmp_key(const void *a, const void *b)
 {
-    const struct store_entry_in *x = a, *y = b;
+    const struct store_record *x = a, *y = b;
     int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
     return c != 0 ? c : (int)x->klen - (int)y->klen;
 }
 
 struct stale_ctx {
     shm_t *shm;
-    const struct store_entry_in *sorted;
+    const struct store_record *sorted;
     size_t n;
     const uint64_t *clock;
     uint32_t ninc;
@@ -464,7 +464,7 @@ struct stale_ctx {
 static int drop_stale(const struct entry *e, void *arg)
 {
     struct stale_ctx *ctx = arg;
-    struct store_entry_in probe = { 0 };
+    struct store_record probe = { 0 };
 
     if (e->origin >= ctx->ninc || e->seq > ctx->clock[e->origin])
         return 0;
@@ -475,21 +475,40 @@ static int drop_stale(const struct entry *e, void *arg)
     return 0;
 }
 
-int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc)
+static struct store_record *sorted_copy(const struct store_record *entries, size_t n)
 {
-    struct store_entry_in *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
-    struct stale_ctx stale = { shm, sorted, n, clock, ninc };
+    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
+
+    if (sorted != NULL) {
+        memcpy(sorted, entries, sizeof(*sorted) * n);
+        qsort(sorted, n, sizeof(*sorted), cmp_key);
+    }
+    return sorted;
+}
+
+int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, const uint64_t *clock, uint32_t ninc)
+{
+    struct stale_ctx stale = { shm, NULL, n, clock, ninc };
+    struct store_record *sorted = NULL;
     size_t i;
     uint32_t id;
     int r = 0;
 
-    if (sorted == NULL)
+    /* A joining replica's store is empty and nothing in it can be stale:
+     * no sorted copy then.  Checked again under the lock, where the copy
+     * is made after all if records arrived meanwhile. */
+    if ((shm->table->nlive != 0 || shm->table->ntomb != 0) && (sorted = sorted_copy(entries, n)) == NULL)
         return -1;
-    memcpy(sorted, entries, sizeof(*sorted) * n);
-    qsort(sorted, n, sizeof(*sorted), cmp_key);
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
-    table_foreach_sh(shm->table, drop_stale, &stale);
+    if (shm->table->nlive != 0 || shm->table->ntomb != 0) {
+        if (sorted == NULL && (sorted = sorted_copy(entries, n)) == NULL) {
+            lock_release_sh(shm->lock);
+            return -1;
+        }
+        stale.sorted = sorted;
+        table_foreach_sh(shm->table, drop_stale, &stale);
+    }
     for (i = 0; i < n && r == 0; ++i)
         r = install_entry(shm, &entries[i]);
     if (r == 0) {

@@ -84,25 +84,15 @@ int store_covers(shm_t *shm, const struct vc_pair *m, size_t n);
  * if any could not be interned. */
 int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids);
 
-/* One entry of a state transfer, ids already local. */
-struct store_entry_in {
-    uint32_t origin;
-    uint64_t seq;
-    uint64_t lamport;
-    int tombstone;
-    const char *key;
-    size_t klen;
-    const char *value;
-    size_t vlen;
-};
 
-/* Install a state transfer: entries merge by last-writer-wins, the clock
+/* Install a state transfer (entries are records whose deps are ignored,
+ * ids already local): entries merge by last-writer-wins, the clock
  * becomes the component-wise max, and the log's tail clock records that
  * these writes cannot be shipped from our log.  A local entry whose write
  * the transferred clock covers but whose key the transfer lacks was
  * deleted and reaped at the source: it is removed here too.  clock[] is indexed by
  * local id (ninc entries).  Returns 0, or -1 if the store filled up. */
-int store_install_sh(shm_t *shm, const struct store_entry_in *entries, size_t n, const uint64_t *clock, uint32_t ninc);
+int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, const uint64_t *clock, uint32_t ninc);
 
 /* Remove tombstones whose write every replica has applied: floor[id] is
  * the smallest applied count of incarnation id among all view members

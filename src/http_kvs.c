@@ -191,13 +191,15 @@ static int do_write(struct http_env *env,
                     const char *key,
                     size_t klen,
                     struct json_span value,
+                    int has_ws,
                     const struct deps *d)
 {
-    struct store_write w = { key, klen, NULL, 0, d->pair, d->n };
+    struct store_write w = { key, klen, value.p, value.len, d->pair, d->n };
     uint64_t c[CLOCK_MAX];
     char *compact;
 
-    if (value.p != NULL) {
+    /* the store copies the value; compact it first only if it needs it */
+    if (value.p != NULL && has_ws) {
         compact = h2o_mem_alloc_pool(&req->pool, value.len);
         w.value = compact;
         w.vlen = json_compact(value, compact);
@@ -270,5 +272,5 @@ int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t ra
     note_lost(env->shm, &d);
     if (is_get)
         return do_get(env, req, key, klen, &d);
-    return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){ NULL, 0 }, &d);
+    return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){ NULL, 0 }, body.value_has_ws, &d);
 }

@@ -278,7 +278,7 @@ static int scan_value(struct scanner *s, struct json_body *top)
 
 int json_scan_body(const char *buf, size_t len, struct json_body *out)
 {
-    struct scanner s = { buf, buf + len, 0 };
+    struct scanner s = { buf, buf + len, 0, 0 };
 
     memset(out, 0, sizeof(*out));
     skip_ws(&s);
@@ -412,7 +412,7 @@ long json_string_decode(struct json_span s, char *dst, size_t cap)
 
 long json_parse_clock(struct json_span span, struct clock_ref *out, size_t max)
 {
-    struct scanner s = { span.p, span.p + span.len, 0 };
+    struct scanner s = { span.p, span.p + span.len, 0, 0 };
     size_t count = 0;
 
     if (span.p == NULL || span.len == 0 || *s.p != '{')

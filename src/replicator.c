@@ -58,7 +58,6 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
     struct wire_msg msg;
     int32_t ids[CLOCK_MAX + 1];
     uint64_t clock[CLOCK_MAX];
-    struct store_entry_in *in;
     uint32_t i, ninc = 0;
     int rc;
 
@@ -72,19 +71,13 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
         wire_msg_free(&msg);
         return -1;
     }
-    in = xmalloc(sizeof(*in) * (msg.nrec + 1));
-    for (i = 0; i < msg.nrec; ++i) {
-        const struct store_record *rec = &msg.rec[i];
-        in[i] = (struct store_entry_in){ rec->origin, rec->seq,  rec->lamport, rec->tombstone,
-                                         rec->key,    rec->klen, rec->value,   rec->vlen };
-    }
     memset(clock, 0, sizeof(clock));
     for (i = 0; i < msg.ncount; ++i) {
         clock[msg.count[i].inc] = msg.count[i].n;
         if (msg.count[i].inc + 1 > ninc)
             ninc = msg.count[i].inc + 1;
     }
-    rc = store_install_sh(r->shm, in, msg.nrec, clock, ninc);
+    rc = store_install_sh(r->shm, msg.rec, msg.nrec, clock, ninc);
     if (rc == 0) {
         /* adopt retirements the peer has already settled */
         lock_acquire_sh(r->shm->lock);
@@ -99,7 +92,6 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
     } else {
         log_error("snapshot from peer=%s does not fit in the store", from);
     }
-    free(in);
     wire_msg_free(&msg);
     return rc;
 }

@@ -440,16 +440,16 @@ static void test_install(void)
     uint32_t self = self_of(shm);
     int32_t x;
     uint64_t clock[CLOCK_MAX] = { 0 };
-    struct store_entry_in in[4];
+    struct store_record in[4];
 
     put(shm, "gone", "1");   /* seq 1: the transfer's clock covers it, its key is absent: removed */
     put(shm, "a", "\"a1\""); /* seq 2, lamport 2 */
     put(shm, "b", "\"b1\""); /* seq 3, lamport 3 */
     x = intern(shm, "127.0.0.9:8090", 9);
-    in[0] = (struct store_entry_in){ (uint32_t)x, 1, 10, 0, "a", 1, "\"ax\"", 4 }; /* newer: wins */
-    in[1] = (struct store_entry_in){ (uint32_t)x, 2, 1, 0, "b", 1, "\"bx\"", 4 };  /* older: loses */
-    in[2] = (struct store_entry_in){ (uint32_t)x, 3, 11, 0, "n", 1, "[]", 2 };     /* new key */
-    in[3] = (struct store_entry_in){ (uint32_t)x, 5, 12, 1, "t", 1, "", 0 };       /* tombstone */
+    in[0] = (struct store_record){ (uint32_t)x, 1, 10, 0, "a", 1, "\"ax\"", 4 }; /* newer: wins */
+    in[1] = (struct store_record){ (uint32_t)x, 2, 1, 0, "b", 1, "\"bx\"", 4 };  /* older: loses */
+    in[2] = (struct store_record){ (uint32_t)x, 3, 11, 0, "n", 1, "[]", 2 };     /* new key */
+    in[3] = (struct store_record){ (uint32_t)x, 5, 12, 1, "t", 1, "", 0 };       /* tombstone */
     clock[self] = 1;
     clock[x] = 5;
     ok(store_install_sh(shm, in, 4, clock, (uint32_t)x + 1) == 0, "store_install_sh succeeds");
