@@ -139,6 +139,16 @@ void wire_enc_count(struct wire_enc *e,
     ++e->ncount;
 }
 
+size_t wire_enc_size(const struct wire_enc *e, const struct wire_inc *from)
+{
+    size_t n = 4 + 1 + strlen(from->addr) + 8 + 4 + 4 + 4 + e->recs.len + 4 + e->counts.len;
+    uint32_t i;
+
+    for (i = 0; i < e->ninc; ++i)
+        n += 1 + strlen(e->inc[i].addr) + 8;
+    return n;
+}
+
 void wire_enc_finish(struct wire_enc *e,
                      const char magic[4],
                      const struct wire_inc *from,
@@ -147,7 +157,7 @@ void wire_enc_finish(struct wire_enc *e,
 {
     uint32_t i;
 
-    buf_reserve(out, 64 + e->ninc * (ADDR_MAX + 9) + e->recs.len + e->counts.len);
+    buf_reserve(out, wire_enc_size(e, from)); /* exact: callers may hand in a fixed buffer */
     buf_append(out, magic, 4);
     put_inc(out, from);
     put32(out, flags);

@@ -72,6 +72,8 @@ void wire_enc_count(struct wire_enc *e,
                     uint64_t n,
                     uint32_t flags,
                     uint64_t final_seq);
+/* Bytes wire_enc_finish() will append. */
+size_t wire_enc_size(const struct wire_enc *e, const struct wire_inc *from);
 /* Assemble the message into out (freed by the caller with buf_free). */
 void wire_enc_finish(struct wire_enc *e,
                      const char magic[4],
