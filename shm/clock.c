@@ -118,8 +118,8 @@ uint32_t clock_snapshot(const struct clock_sh *clock, uint64_t *out)
 {
     uint32_t i, n = ninc_of(clock);
 
-    for (i = 0; i < CLOCK_MAX; ++i)
-        out[i] = i < n ? clock_applied(clock, i) : 0;
+    for (i = 0; i < n; ++i)
+        out[i] = clock_applied(clock, i);
     return n;
 }
 

@@ -68,7 +68,8 @@ void clock_settle_sh(struct clock_sh *clock, uint32_t id, uint64_t final_seq);
  * components of settled retired incarnations as applied. */
 int clock_covers(const struct clock_sh *clock, const struct vc_pair *m, size_t n);
 
-/* Lock-free.  Copy applied[] into out[CLOCK_MAX]; returns ninc. */
+/* Lock-free.  Copy applied[0..ninc) into out (CLOCK_MAX entries; those
+ * past ninc are left as they are: it runs on every GET); returns ninc. */
 uint32_t clock_snapshot(const struct clock_sh *clock, uint64_t *out);
 
 static inline uint64_t clock_applied(const struct clock_sh *clock, uint32_t id)
