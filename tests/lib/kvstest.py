@@ -483,6 +483,11 @@ class Replica:
         r = request(self.addr, "GET", "/health", timeout=timeout)
         return r.status == 200
 
+    def _children_named(self):
+        kids = self.children()
+        want = (self.workers or 1) + 1 if self.workers is not None else None
+        return all(c.startswith("kvsd-") for _, c in kids) and (want is None or len(kids) >= want)
+
     def wait_ready(self, timeout=10):
         """Poll GET /health every 50 ms until 200; raises on timeout or if
         the process exits."""
@@ -493,7 +498,10 @@ class Replica:
                                    "ready; log:\n%s" % (self.addr, self.returncode,
                                                         self.log_tail()))
             try:
-                if self.health(timeout=1):
+                # serving, and every child has named itself (a test that
+                # records the children right away must not see a fresh
+                # fork still called "kvsd")
+                if self.health(timeout=1) and self._children_named():
                     return self
             except (OSError, http.client.HTTPException):
                 pass
