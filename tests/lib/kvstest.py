@@ -485,8 +485,7 @@ class Replica:
 
     def _children_named(self):
         kids = self.children()
-        want = (self.workers or 1) + 1 if self.workers is not None else None
-        return all(c.startswith("kvsd-") for _, c in kids) and (want is None or len(kids) >= want)
+        return len(kids) >= 2 and all(c.startswith("kvsd-") for _, c in kids)
 
     def wait_ready(self, timeout=10):
         """Poll GET /health every 50 ms until 200; raises on timeout or if
