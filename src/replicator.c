@@ -387,22 +387,11 @@ static void setup(struct replicator *r, shm_t *shm, const struct config *cfg, in
 void replicator_main(shm_t *shm, const struct config *cfg, int slot)
 {
     struct replicator *r = &rep;
-    struct sigaction sa;
-    sigset_t none;
     uint64_t next_tick;
 
     set_proc_name("kvsd-replicator");
     log_set_role("replicator", -1);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    child_signals(on_signal);
     if (getppid() != shm->master_pid)
         exit(0);
     rcu_register_sh(shm->rcu, slot, getpid());

@@ -3,6 +3,7 @@
  * names.  Out of memory in a process heap is fatal; out of shared memory
  * is an ordinary error handled by the store.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -71,4 +72,23 @@ void *xrealloc(void *p, size_t n)
 void set_proc_name(const char *name)
 {
     prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+void child_signals(void (*handler)(int))
+{
+    struct sigaction sa;
+    sigset_t none;
+
+    /* the master's death ends us too (it also checks getppid()) */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = handler;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    /* the master forked us with every signal blocked */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }

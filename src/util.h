@@ -17,6 +17,11 @@ size_t percent_decode(const char *src, size_t len, char *dst, size_t cap);
 void *xmalloc(size_t n);
 void *xrealloc(void *p, size_t n);
 
+/* In a child right after fork: TERM/INT/HUP go to handler (which only
+ * sets flags), PIPE is ignored, the mask is cleared, and the master's
+ * death sends us SIGTERM. */
+void child_signals(void (*handler)(int));
+
 /* Name the process (comm) for ps and tests, e.g. "kvsd-worker-2". */
 void set_proc_name(const char *name);
 

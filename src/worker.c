@@ -115,22 +115,6 @@ fail:
     return -1;
 }
 
-static void setup_signals(void)
-{
-    struct sigaction sa;
-    sigset_t all;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-}
-
 void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
 {
     char name[16], err[256];
@@ -141,8 +125,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     snprintf(name, sizeof(name), "kvsd-worker-%d", index);
     set_proc_name(name);
     log_set_role("worker", index);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    setup_signals();
+    child_signals(on_signal);
     if (getppid() != shm->master_pid)
         exit(0);
     rcu_register_sh(shm->rcu, slot, getpid());

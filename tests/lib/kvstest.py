@@ -1056,3 +1056,20 @@ def expect(r, status, raw, name):
     good = r is not None and r.status == status and r.raw == raw
     return ok(good, name, "    got: %s\n   want: %s %s" % (
         (r.status, r.raw) if r is not None else None, status, raw))
+
+
+def accept_backlog(rep):
+    """Connections waiting in the accept queues of the replica's listening
+    sockets (from /proc/net/tcp: rx_queue of a LISTEN socket), or None if no
+    listening socket is found."""
+    a, b, c, d = (int(x) for x in rep.ip.split("."))
+    local = "%02X%02X%02X%02X:%04X" % (d, c, b, a, rep.port)
+    total, found = 0, False
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fl = line.split()
+            if fl[1] == local and fl[3] == "0A":
+                found = True
+                total += int(fl[4].split(":")[1], 16)
+    return total if found else None

@@ -14,27 +14,11 @@ import struct
 import threading
 import time
 
-from kvstest import (Replica, RawConn, Session, request, ok, is_, done, diag, expect,
+from kvstest import (Replica, accept_backlog, RawConn, Session, request, ok, is_, done, diag, expect,
                      wait_until)
 
 UNSAT = b'{"error": "Causal dependencies not satisfied; try again later"}'
 FULL = b'{"error": "Store is full"}'
-
-
-def accept_backlog(rep):
-    """Connections waiting in the kernel accept queues of the replica's
-    listening sockets (rx_queue of LISTEN sockets in /proc/net/tcp)."""
-    a, b, c, d = (int(x) for x in rep.ip.split("."))
-    local = "%02X%02X%02X%02X:%04X" % (d, c, b, a, rep.port)
-    total, found = 0, False
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fl = line.split()
-            if fl[1] == local and fl[3] == "0A":
-                found = True
-                total += int(fl[4].split(":")[1], 16)
-    return total if found else None
 
 
 def answered_or_closed(conn, timeout=5):

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from kvstest import (Replica, RawConn, Session, request, ok, is_, done, diag, expect,
+from kvstest import (Replica, accept_backlog, RawConn, Session, request, ok, is_, done, diag, expect,
                      check_json_headers, connect_from, run_kvsd, tmpdir, wait_until, pid_alive,
                      CLIENT_IP)
 
@@ -265,23 +265,6 @@ def refuses_connections(rep):
         return False
     s.close()
     return False
-
-
-def accept_backlog(rep):
-    """Connections waiting in the accept queues of the replica's listening
-    sockets (from /proc/net/tcp: rx_queue of a LISTEN socket), or None if no
-    listening socket is found."""
-    a, b, c, d = (int(x) for x in rep.ip.split("."))
-    local = "%02X%02X%02X%02X:%04X" % (d, c, b, a, rep.port)
-    total, found = 0, False
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fl = line.split()
-            if fl[1] == local and fl[3] == "0A":
-                found = True
-                total += int(fl[4].split(":")[1], 16)
-    return total if found else None
 
 
 def drain_test(rep, sig, signame, nconn=6, size=300000):
