@@ -47,7 +47,7 @@ ok(wait_until(lambda: status_of(B, "orphan", M1) == (200, {"from": "A"}), 5),
    "(a) B has A's write", log_excerpt(cl))
 is_(status_of(C, "orphan", M1), (503, None), "(a) partitioned C answers 503 to the write's metadata")
 A.kill(signal.SIGKILL)
-ok(not A.group(), "(a) A's process group is gone after kill -9", repr(A.group()))
+ok(wait_until(lambda: not A.group(), 3), "(a) A's process group is gone after kill -9", repr(A.group()))
 fw.heal(C.ip)
 t_heal = time.monotonic()
 got = wait_until(lambda: status_of(C, "orphan", M1) == (200, {"from": "A"}), 5)
