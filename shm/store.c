@@ -200,44 +200,36 @@ static size_t sparse_clock(const struct clock_sh *clock, struct vc_pair *out)
 }
 
 /* Writer lock held: make and commit an intent, then finish it. */
-static enum store_result write_locked(shm_t *shm,
-                                      uint32_t origin,
-                                      uint64_t seq,
-                                      uint64_t lamport,
-                                      int tombstone,
-                                      const char *key,
-                                      size_t klen,
-                                      const char *value,
-                                      size_t vlen,
-                                      const struct vc_pair *deps,
-                                      size_t ndeps)
+static enum store_result write_locked(shm_t *shm, const struct store_record *rec)
 {
     struct store_intent *in = &state_of(shm)->intent;
     struct entry *e;
     int r;
 
-    if (sizeof(struct rlog_rec) + ndeps * sizeof(*deps) + klen + vlen + 16 > shm->rlog->size / 2)
+    size_t vlen = rec->tombstone ? 0 : rec->vlen;
+
+    if (sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen + 16 > shm->rlog->size / 2)
         return STORE_FULL;
-    if ((e = table_entry_new_sh(shm->arena, key, klen, tombstone ? 0 : vlen)) == NULL)
+    if ((e = table_entry_new_sh(shm->arena, rec->key, rec->klen, vlen)) == NULL)
         return STORE_FULL;
-    e->lamport = lamport;
-    e->seq = seq;
-    e->origin = (uint16_t)origin;
-    e->flags = tombstone ? ENTRY_TOMBSTONE : 0;
-    e->vlen = tombstone ? 0 : (uint32_t)vlen;
-    if (!tombstone)
-        memcpy((char *)entry_value(e), value, vlen);
+    e->lamport = rec->lamport;
+    e->seq = rec->seq;
+    e->origin = (uint16_t)rec->origin;
+    e->flags = rec->tombstone ? ENTRY_TOMBSTONE : 0;
+    e->vlen = (uint32_t)vlen;
+    if (vlen != 0)
+        memcpy((char *)entry_value(e), rec->value, vlen);
 
     in->entry = e;
     in->old = NULL;
     in->counted = 0;
-    in->origin = origin;
-    in->seq = seq;
-    in->lamport = lamport;
+    in->origin = rec->origin;
+    in->seq = rec->seq;
+    in->lamport = rec->lamport;
     in->log_head = rlog_head(shm->rlog);
-    in->ndeps = ndeps;
-    if (ndeps != 0)
-        memcpy(in->deps, deps, ndeps * sizeof(*deps));
+    in->ndeps = rec->ndeps;
+    if (rec->ndeps != 0)
+        memcpy(in->deps, rec->deps, rec->ndeps * sizeof(*rec->deps));
     __atomic_store_n(&in->committed, 1, __ATOMIC_RELEASE); /* the commit point */
 
     r = finish_intent(shm, in);
@@ -254,6 +246,7 @@ enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w,
 {
     struct clock_sh *clock = shm->clock;
     struct vc_pair deps[CLOCK_MAX];
+    struct store_record rec;
     const struct entry *old;
     enum store_result r;
     uint32_t self = (uint32_t)clock->self;
@@ -271,17 +264,11 @@ enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w,
         r = STORE_NOT_FOUND;
         goto out;
     }
-    r = write_locked(shm,
-                     self,
-                     clock->applied[self] + 1,
-                     clock->lamport + 1,
-                     w->value == NULL,
-                     w->key,
-                     w->klen,
-                     w->value,
-                     w->vlen,
-                     deps,
-                     sparse_clock(clock, deps));
+    rec = (struct store_record){
+        self, clock->applied[self] + 1, clock->lamport + 1, w->value == NULL, w->key, w->klen, w->value, w->vlen,
+        deps, sparse_clock(clock, deps)
+    };
+    r = write_locked(shm, &rec);
     if (r == STORE_CREATED) {
         r = w->value == NULL ? STORE_DELETED : existed ? STORE_REPLACED : STORE_CREATED;
         clock_snapshot(clock, clock_out);
@@ -312,17 +299,7 @@ static enum store_apply apply_one(shm_t *shm, const struct store_record *rec)
         return APPLY_DUP;
     if (clock->applied[rec->origin] + 1 != rec->seq || !deps_met(clock, rec))
         return APPLY_WAIT;
-    if (write_locked(shm,
-                     rec->origin,
-                     rec->seq,
-                     rec->lamport,
-                     rec->tombstone,
-                     rec->key,
-                     rec->klen,
-                     rec->value,
-                     rec->vlen,
-                     rec->deps,
-                     rec->ndeps) != STORE_CREATED)
+    if (write_locked(shm, rec) != STORE_CREATED)
         return APPLY_FULL;
     return APPLY_DONE;
 }

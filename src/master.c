@@ -44,7 +44,6 @@ struct child {
     int slot;  /* RCU reader slot */
     uint64_t started_ms;
     uint64_t respawn_at_ms; /* 0: running or not due */
-    unsigned restarts;
 };
 
 static struct master {
@@ -110,7 +109,6 @@ static void reap(pid_t pid, int status)
                      child_name(c, name, sizeof(name)),
                      (int)pid,
                      WEXITSTATUS(status));
-        ++c->restarts;
         stats_add(&m.shm->stats->child_restarts, 1);
         c->respawn_at_ms = now - c->started_ms < CRASH_WINDOW_MS ? now + RESPAWN_BACKOFF_MS : now;
         return;
@@ -206,8 +204,8 @@ int master_main(const struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     for (i = 0; i < cfg->workers; ++i)
-        m.child[m.nchild++] = (struct child){ 0, ROLE_WORKER, i, i, 0, 0, 0 };
-    m.child[m.nchild++] = (struct child){ 0, ROLE_REPLICATOR, 0, cfg->workers, 0, 0, 0 };
+        m.child[m.nchild++] = (struct child){ 0, ROLE_WORKER, i, i, 0, 0 };
+    m.child[m.nchild++] = (struct child){ 0, ROLE_REPLICATOR, 0, cfg->workers, 0, 0 };
     for (i = 0; i < m.nchild; ++i)
         spawn(&m.child[i]);
     log_info("kvsd %s serving %s (listening on %s) with %d workers, %zu MiB store, view of %zu",

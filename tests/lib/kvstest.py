@@ -863,6 +863,20 @@ class RawConn:
         except (BrokenPipeError, ConnectionResetError):
             return False
 
+    def _recv(self, deadline, what):
+        """One recv() into buf before deadline; EOF or a reset sets eof."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(what)
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+        self.buf += chunk
+
     def read_response(self, timeout=5):
         """Read one response.  Returns a Response, or None if the server
         closed the connection first (check .eof).  Raises socket.timeout."""
@@ -874,33 +888,13 @@ class RawConn:
                 return resp
             if self.eof:
                 return None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("no complete response within %.1f s" % timeout)
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                self.eof = True
-            self.buf += chunk
+            self._recv(deadline, "no complete response within %.1f s" % timeout)
 
     def read_until_closed(self, timeout=5):
         """Read until EOF; returns all bytes (raises socket.timeout)."""
         deadline = time.monotonic() + timeout
         while not self.eof:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("connection not closed within %.1f s" % timeout)
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                self.eof = True
-            self.buf += chunk
+            self._recv(deadline, "connection not closed within %.1f s" % timeout)
         return self.buf
 
     def close(self):
