@@ -99,7 +99,6 @@ static void write_record(char *p,
     memcpy(r, hdr, sizeof(*r));
     r->len = (uint32_t)len;
     r->magic = RLOG_MAGIC;
-    r->pad = 0;
     p += sizeof(*r);
     /* Empty parts may come as NULL, which memcpy() must not see. */
     if (hdr->ndeps != 0)
@@ -171,10 +170,11 @@ static int fell_off(const struct rlog_sh *rlog, uint64_t p)
     return rlog_tail(rlog) > p;
 }
 
-long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need)
+/* Lock-free.  Find the first record at or after *p, skipping pads, and
+ * copy its first sizeof(*h) bytes: 1 found, 0 at the head, -1 lost. */
+static int locate(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_pad *h)
 {
     uint64_t p = *pos, off;
-    struct rlog_pad h;
 
     for (;;) {
         if (rlog_tail(rlog) > p)
@@ -182,32 +182,54 @@ long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufs
         if (p >= rlog_head(rlog))
             return 0;
         off = p % rlog->size;
-        memcpy(&h, rlog->ring + off, sizeof(h));
+        memcpy(h, rlog->ring + off, sizeof(*h));
         if (fell_off(rlog, p))
             return -1;
         /* Between tail and head, so it was written before head was
          * published and nobody overwrote it: a bad header is corruption,
          * reported like a loss so the peer gets a snapshot. */
-        if (h.len < sizeof(h) || h.len % RLOG_ALIGN != 0 || off + h.len > rlog->size ||
-            (h.magic != RLOG_MAGIC && h.magic != RLOG_PAD_MAGIC) ||
-            (h.magic == RLOG_MAGIC && h.len < sizeof(struct rlog_rec)))
+        if (h->len < sizeof(*h) || h->len % RLOG_ALIGN != 0 || off + h->len > rlog->size ||
+            (h->magic != RLOG_MAGIC && h->magic != RLOG_PAD_MAGIC) ||
+            (h->magic == RLOG_MAGIC && h->len < sizeof(struct rlog_rec)))
             return -1;
-        if (h.magic == RLOG_PAD_MAGIC) {
-            p += h.len;
-            *pos = p;
-            continue;
-        }
-        if (h.len > bufsize) {
-            if (need != NULL)
-                *need = h.len;
-            return -2;
-        }
-        memcpy(buf, rlog->ring + off, h.len);
-        if (fell_off(rlog, p))
-            return -1;
-        *pos = p + h.len;
-        return (long)h.len;
+        if (h->magic == RLOG_MAGIC)
+            return 1;
+        p += h->len;
+        *pos = p;
     }
+}
+
+long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need)
+{
+    struct rlog_pad h;
+    int rc = locate(rlog, pos, &h);
+
+    if (rc <= 0)
+        return rc;
+    if (h.len > bufsize) {
+        if (need != NULL)
+            *need = h.len;
+        return -2;
+    }
+    memcpy(buf, rlog->ring + *pos % rlog->size, h.len);
+    if (fell_off(rlog, *pos))
+        return -1;
+    *pos += h.len;
+    return (long)h.len;
+}
+
+long rlog_peek(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_rec *hdr)
+{
+    struct rlog_pad h;
+    int rc = locate(rlog, pos, &h);
+
+    if (rc <= 0)
+        return rc;
+    memcpy(hdr, rlog->ring + *pos % rlog->size, sizeof(*hdr));
+    if (fell_off(rlog, *pos))
+        return -1;
+    *pos += h.len;
+    return (long)h.len;
 }
 
 void rlog_mark_installed_sh(struct rlog_sh *rlog, const uint64_t *clock, uint32_t n)

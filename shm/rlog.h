@@ -41,7 +41,7 @@ struct rlog_rec {
     uint8_t flags;
     uint8_t klen;
     uint32_t vlen;
-    uint32_t pad;
+    uint32_t at_ms; /* monotonic ms, truncated, when appended here */
     /* then: struct vc_pair deps[ndeps]; key; value */
 };
 
@@ -80,6 +80,11 @@ static inline uint64_t rlog_tail(const struct rlog_sh *rlog)
  * head, -1 if *pos fell off the tail (lost), -2 if buf is too small (then
  * *pos is unchanged and the needed size is returned through *need). */
 long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need);
+
+/* Lock-free.  Like rlog_read(), but copy only the record's header (a scan
+ * that decides which records to read in full).  Returns the whole
+ * record's length, 0 at the head, -1 if *pos fell off the tail. */
+long rlog_peek(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_rec *hdr);
 
 static inline const struct vc_pair *rlog_rec_deps(const struct rlog_rec *r)
 {

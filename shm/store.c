@@ -166,7 +166,7 @@ static int finish_intent(shm_t *shm, struct store_intent *in)
         hdr.flags = (e->flags & ENTRY_TOMBSTONE) ? RLOG_TOMBSTONE : 0;
         hdr.klen = e->klen;
         hdr.vlen = e->vlen;
-        hdr.pad = (uint32_t)mono_ms(); /* append time: the replicator's relay delay */
+        hdr.at_ms = (uint32_t)mono_ms(); /* the replicator's relay delay and lag */
         /* cannot fail: write_locked() checked the record fits the ring */
         rlog_append_sh(shm->rlog, &hdr, in->deps, entry_key(e), entry_value(e), NULL);
     }

@@ -87,7 +87,6 @@ static int replicate(struct http_env *env, h2o_req_t *req)
     struct wire_msg msg;
     int32_t ids[CLOCK_MAX + 1];
     uint8_t *result;
-    size_t applied;
 
     if (wire_decode(req->entity.base, req->entity.len, &msg) != 0 || memcmp(msg.magic, "KVB1", 4) != 0) {
         if (msg.inc != NULL)
@@ -102,9 +101,9 @@ static int replicate(struct http_env *env, h2o_req_t *req)
         return 0;
     }
     result = xmalloc(msg.nrec + 1);
-    applied = store_apply_records_sh(shm, msg.rec, msg.nrec, result);
-    if (applied != 0)
-        http_wake_replicator(env, 0);
+    /* No wake-up for the replicator: it relays others' writes only from
+     * its tick (after RELAY_DELAY_MS, see peer.c), never at once. */
+    store_apply_records_sh(shm, msg.rec, msg.nrec, result);
     if (msg.flags & WIRE_SNAPSHOT_NEEDED) {
         lock_acquire_sh(shm->lock);
         memcpy(shm->snapshot_from, msg.from.addr, ADDR_MAX);

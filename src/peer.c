@@ -223,9 +223,15 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
 /* --- shipping ----------------------------------------------------------------- */
 
 /* Should this record go to p now?  The origin's own replicator ships it
- * directly; others relay it only if the origin is gone or the peer still
- * lacks it after RELAY_DELAY_MS (one-way partitions, dead origins). */
-static int worth_sending(struct replicator *r, const struct rlog_rec *rec, uint64_t now)
+ * directly; others relay it only if the origin is gone, or if the peer
+ * still lacked it when it reported its clock RELAY_DELAY_MS or more after
+ * the record arrived here (one-way partitions, dead origins).  A record
+ * that old with no report that recent sets *need_clock: ask first. */
+static int worth_sending(struct replicator *r,
+                         const struct view_member *m,
+                         const struct rlog_rec *rec,
+                         uint64_t now,
+                         int *need_clock)
 {
     const struct clock_sh *clock = r->shm->clock;
     const struct incarnation *inc = &clock->inc[rec->origin];
@@ -238,7 +244,12 @@ static int worth_sending(struct replicator *r, const struct rlog_rec *rec, uint6
     row = view_find(r->shm->view, inc->addr);
     if (row < 0 || r->peer[row].state != PEER_ACTIVE)
         return 1;
-    return (uint32_t)now - rec->pad >= RELAY_DELAY_MS;
+    if ((uint32_t)now - rec->at_ms < RELAY_DELAY_MS)
+        return 0;
+    if ((int32_t)((uint32_t)m->acked_at_ms - rec->at_ms) >= RELAY_DELAY_MS)
+        return 1;
+    *need_clock = 1;
+    return 0;
 }
 
 static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t seq)
@@ -266,6 +277,7 @@ static int log_covers_peer(struct replicator *r, struct peer *p)
 }
 
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err);
+static int advance_cursor(struct replicator *r, struct peer *p);
 
 /* Assemble and send one batch (possibly empty: a heartbeat). */
 void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
@@ -277,6 +289,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     struct buf out = { 0 };
     uint32_t flags = 0;
     uint64_t pos, oldest = 0;
+    int need_clock = 0;
     size_t bytes = 0;
 
     if (p->inflight)
@@ -295,17 +308,28 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
         pos = p->cursor;
         while (bytes < BATCH_BYTES && enc.nrec < BATCH_RECORDS) {
             uint64_t at = pos;
-            size_t need = 0;
-            long n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need);
+            struct rlog_rec hdr;
             const struct rlog_rec *rec = (const void *)r->rbuf;
+            size_t need = 0;
+            long n = rlog_peek(rlog, &pos, &hdr);
 
             if (n == 0)
                 break;
-            if (n == -2) {
-                r->rbuf = xrealloc(r->rbuf, r->rcap = need);
-                continue;
+            if (n > 0) {
+                at = pos - (uint64_t)n; /* past any pad */
+                scan_push(p, at, hdr.origin, hdr.seq);
+                if (hdr.seq <= m->acked[hdr.origin])
+                    continue;
+                if (oldest == 0)
+                    oldest = hdr.at_ms ? hdr.at_ms : 1;
+                if (!worth_sending(r, m, &hdr, now, &need_clock))
+                    continue;
+                /* read it in full: the header said what the ring held */
+                pos = at;
+                while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)
+                    r->rbuf = xrealloc(r->rbuf, r->rcap = need);
             }
-            if (n < 0) { /* overwritten under us: start again at the tail */
+            if (n <= 0) { /* overwritten under us: start again at the tail */
                 p->nscan = 0;
                 wire_enc_free(&enc);
                 wire_enc_init(&enc);
@@ -313,37 +337,43 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                 if (!log_covers_peer(r, p))
                     flags |= WIRE_SNAPSHOT_NEEDED;
                 bytes = 0;
+                oldest = 0;
                 continue;
             }
-            scan_push(p, at, rec->origin, rec->seq);
-            if (rec->seq > m->acked[rec->origin] && oldest == 0)
-                oldest = rec->pad ? rec->pad : 1;
-            if (rec->seq > m->acked[rec->origin] && worth_sending(r, rec, now)) {
-                wire_enc_record(&enc,
-                                r->shm->clock,
-                                rec->origin,
-                                rec->seq,
-                                rec->lamport,
-                                (rec->flags & RLOG_TOMBSTONE) != 0,
-                                rlog_rec_key(rec),
-                                rec->klen,
-                                rlog_rec_value(rec),
-                                rec->vlen,
-                                rlog_rec_deps(rec),
-                                rec->ndeps);
-                bytes += (size_t)n;
-            }
+            wire_enc_record(&enc,
+                            r->shm->clock,
+                            rec->origin,
+                            rec->seq,
+                            rec->lamport,
+                            (rec->flags & RLOG_TOMBSTONE) != 0,
+                            rlog_rec_key(rec),
+                            rec->klen,
+                            rlog_rec_value(rec),
+                            rec->vlen,
+                            rlog_rec_deps(rec),
+                            rec->ndeps);
+            bytes += (size_t)n;
         }
         p->scan_end = pos;
+    }
+    stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(rlog) - p->cursor);
+    stats_set(&r->stats->peer_lag_ms[p->row], oldest ? (uint32_t)now - (uint32_t)oldest : 0);
+    if (p->clock_known && enc.nrec == 0 && flags == 0 && !need_clock &&
+        now - p->last_exchange_ms < r->cfg->heartbeat_ms) {
+        /* Nothing to send yet (others' writes wait RELAY_DELAY_MS for their
+         * origin to deliver them) and no heartbeat due: no round trip.
+         * Skip what the peer has acked so the next scan starts later. */
+        advance_cursor(r, p);
+        wire_enc_free(&enc);
+        return;
     }
     memcpy(from.addr, r->cfg->address, ADDR_MAX);
     from.stamp = r->shm->clock->inc[r->shm->clock->self].stamp;
     wire_enc_finish(&enc, "KVB1", &from, flags, &out);
     stats_add(&r->stats->batches, 1);
     stats_add(&r->stats->records_shipped, enc.nrec);
+    p->nsent = enc.nrec;
     stats_add(&r->stats->bytes_shipped, out.len);
-    stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(rlog) - p->cursor);
-    stats_set(&r->stats->peer_lag_ms[p->row], oldest ? (uint32_t)now - (uint32_t)oldest : 0);
     wire_enc_free(&enc);
     if (httpc_request(p->conn,
                       "POST",
@@ -375,7 +405,7 @@ static int advance_cursor(struct replicator *r, struct peer *p)
             break;
     p->cursor = i < n ? p->scan[i].pos : p->scan_end;
     p->nscan = 0;
-    return n > 0 && p->cursor == old;
+    return p->nsent > 0 && p->cursor == old;
 }
 
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err)

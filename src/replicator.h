@@ -41,6 +41,7 @@ struct peer {
         uint64_t seq;
     } * scan;
     size_t nscan, scancap;
+    uint32_t nsent; /* records in the batch in flight */
     uint64_t scan_end;
 
     /* liveness */

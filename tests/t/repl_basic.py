@@ -155,6 +155,31 @@ ok(not ryw_bad, "read-your-writes / monotonic reads across replicas",
 ok(not meta_bad, "returned metadata always covers the metadata sent",
    "\n".join(map(repr, meta_bad[:5])))
 
+# --- no relays while every origin is reachable --------------------------------
+# B and C relay A's writes only if the other still lacks them when it
+# reports its clock 300 ms (RELAY_DELAY_MS) or more after they arrived:
+# never, while A delivers to both within milliseconds.
+shipped0 = {r.addr: metrics(r).get("kvsd_records_shipped_total") for r in (B, C)}
+keys = ["relay-%d" % i for i in range(300)]
+t0 = time.monotonic()
+for k in keys:
+    kv(A, "PUT", k, value="x" * 200, put=True)
+want = {k: (200, b'"%s"' % (b"x" * 200)) for k in keys}
+ok(wait_until(lambda: all(store_map(r, keys) == want for r in (B, C)), 10, 0.1),
+   "300 writes at A reach B and C", log_excerpt(reps))
+diag("300 PUTs at A written and replicated in %.2f s" % (time.monotonic() - t0))
+# Observe past the relay delay plus two heartbeats: a relay would show by then.
+t1 = time.monotonic()
+shipped = {}
+while time.monotonic() - t1 < 0.3 + 2 * 0.2 + 0.2:
+    shipped = {r.addr: metrics(r).get("kvsd_records_shipped_total") for r in (B, C)}
+    if shipped != shipped0:
+        break
+    time.sleep(0.05)
+for r in (B, C):
+    is_(shipped.get(r.addr), shipped0[r.addr],
+        "%s relayed none of A's writes (A reached every replica itself)" % r.addr)
+
 for r in reps:
     ok(r.running(), "%s still running at the end" % r.addr, r.log_tail())
 done()

@@ -40,6 +40,7 @@ static int append(uint32_t origin, uint64_t seq, size_t vlen, uint64_t *pos)
     hdr.ndeps = 2;
     hdr.klen = (uint8_t)snprintf(key, sizeof(key), "key%llu", (unsigned long long)seq);
     hdr.vlen = (uint32_t)vlen;
+    hdr.at_ms = (uint32_t)(1000 + seq);
     for (i = 0; i < vlen; ++i)
         value[i] = (char)('a' + (seq + i) % 26);
     return rlog_append_sh(rlog, &hdr, deps, key, value, pos);
@@ -52,7 +53,8 @@ static int rec_ok(const struct rlog_rec *r, uint32_t origin, uint64_t seq)
     size_t klen = (size_t)snprintf(key, sizeof(key), "key%llu", (unsigned long long)seq), i;
     const char *v = rlog_rec_value(r);
 
-    if (r->seq != seq || r->origin != origin || r->lamport != seq * 10 || r->ndeps != 2 || r->klen != klen)
+    if (r->seq != seq || r->origin != origin || r->lamport != seq * 10 || r->ndeps != 2 || r->klen != klen ||
+        r->at_ms != 1000 + seq)
         return 0;
     if (rlog_rec_deps(r)[0].id != origin || rlog_rec_deps(r)[0].n != seq - 1 || rlog_rec_deps(r)[1].id != 7)
         return 0;
@@ -146,6 +148,34 @@ static void test_wrap(void)
        "installed clock folded in, never lowering");
 }
 
+/* rlog_peek: headers only, same positions as rlog_read, across pads. */
+static void test_peek(void)
+{
+    uint64_t buf[RING / 8], pos, rpos, seq, lost_pos;
+    struct rlog_rec hdr, *r = (struct rlog_rec *)buf;
+    int same = 1, n = 0;
+    long a, b;
+
+    reset();
+    pos = 0;
+    is_int(rlog_peek(rlog, &pos, &hdr), 0, "peek on an empty log: 0");
+    for (seq = 1; seq <= 40; ++seq)
+        append(5, seq, 200 + (seq % 5) * 8, NULL);
+    pos = rpos = rlog_tail(rlog);
+    while ((a = rlog_peek(rlog, &pos, &hdr)) > 0) {
+        b = rlog_read(rlog, &rpos, buf, sizeof(buf), NULL);
+        same &= a == b && pos == rpos && memcmp(&hdr, r, sizeof(hdr)) == 0 && hdr.at_ms == 1000 + hdr.seq;
+        ++n;
+    }
+    ok(same && n > 0 && a == 0 && pos == rlog_head(rlog),
+       "peek walks the records rlog_read reads (%d), same headers and lengths, across pads", n);
+    lost_pos = rlog_tail(rlog);
+    for (seq = 41; seq <= 60; ++seq)
+        append(5, seq, 200, NULL);
+    pos = lost_pos;
+    is_int(rlog_peek(rlog, &pos, &hdr), -1, "peek at an overwritten position: lost");
+}
+
 /* A record too big to fit beside the pad empties the ring. */
 static void test_big(void)
 {
@@ -203,13 +233,14 @@ static void test_concurrent(void)
 
 int main(void)
 {
-    plan(30);
+    plan(33);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         abort();
     rlog = &sh->rlog;
     test_append_read();
     test_wrap();
+    test_peek();
     test_big();
     test_concurrent();
     munmap(sh, sizeof(*sh));
