@@ -23,6 +23,9 @@
  * it forks the child and never changes while the child lives. */
 #define SHM_MAX_PROCS 128
 
+#define REPL_WAKE_OWN 0x1   /* a client write: some active peer is idle */
+#define REPL_WAKE_RELAY 0x2 /* a replicated write: some peer gets relays at once */
+
 struct lock_sh;
 struct rcu_sh;
 struct arena_sh;
@@ -54,7 +57,9 @@ typedef struct shm {
     /* Written by the replicator only; everyone reads.  1 once the replica
      * has joined and installed its snapshot (/ready, kvs requests). */
     uint32_t ready;
-    uint32_t repl_sleeping; /* replicator is waiting on wake_fd */
+    /* The replicator waits on wake_fd, and which new log records it would
+     * ship at once (REPL_WAKE_*): writers poke it only for those. */
+    uint32_t repl_sleeping;
     /* A peer told us our clock is behind its log: pull a snapshot from
      * it.  Written under the writer lock by workers, cleared by the
      * replicator. */

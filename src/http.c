@@ -124,18 +124,18 @@ int http_method_is(h2o_req_t *req, const char *m, size_t len)
     return h2o_memis(req->method.base, req->method.len, m, len);
 }
 
-void http_wake_replicator(struct http_env *env, int always)
+void http_wake_replicator(struct http_env *env, uint32_t when)
 {
     uint64_t one = 1;
 
-    if (always) {
+    if (when == 0) {
         (void)!write(env->shm->wake_fd, &one, sizeof(one));
         return;
     }
     /* pairs with the replicator's fence between setting repl_sleeping and
      * its last look at the log head */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&env->shm->repl_sleeping, __ATOMIC_ACQUIRE) && env->shm->wake_fd >= 0)
+    if ((__atomic_load_n(&env->shm->repl_sleeping, __ATOMIC_ACQUIRE) & when) && env->shm->wake_fd >= 0)
         (void)!write(env->shm->wake_fd, &one, sizeof(one));
 }
 

@@ -32,9 +32,10 @@ void http_send_error(h2o_req_t *req, int status, const char *message); /* {"erro
 int http_method_is(h2o_req_t *req, const char *m, size_t len);
 #define METHOD(req, lit) http_method_is((req), lit, sizeof(lit) - 1)
 
-/* Poke the replicator: after a write only if it waits for one
- * (always = 0); for rare events such as view changes always. */
-void http_wake_replicator(struct http_env *env, int always);
+/* Poke the replicator: after a write only if it waits for that kind
+ * (when = REPL_WAKE_OWN or REPL_WAKE_RELAY); for rare events such as
+ * view changes always (when = 0). */
+void http_wake_replicator(struct http_env *env, uint32_t when);
 
 int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen);
 int http_view(struct http_env *env, h2o_req_t *req);

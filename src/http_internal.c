@@ -101,16 +101,17 @@ static int replicate(struct http_env *env, h2o_req_t *req)
         return 0;
     }
     result = xmalloc(msg.nrec + 1);
-    /* No wake-up for the replicator: it relays others' writes only from
-     * its tick (after RELAY_DELAY_MS, see peer.c), never at once. */
-    store_apply_records_sh(shm, msg.rec, msg.nrec, result);
+    /* the replicator relays them at once only to a peer seen missing
+     * others' writes (see peer.c); else it finds them on its tick */
+    if (store_apply_records_sh(shm, msg.rec, msg.nrec, result) != 0)
+        http_wake_replicator(env, REPL_WAKE_RELAY);
     if (msg.flags & WIRE_SNAPSHOT_NEEDED) {
         lock_acquire_sh(shm->lock);
         memcpy(shm->snapshot_from, msg.from.addr, ADDR_MAX);
         __atomic_store_n(&shm->snapshot_req, 1, __ATOMIC_RELEASE);
         lock_release_sh(shm->lock);
         log_info("peer=%s says our clock is behind its log; requesting a snapshot", msg.from.addr);
-        http_wake_replicator(env, 1);
+        http_wake_replicator(env, 0);
     }
     free(result);
     wire_msg_free(&msg);

@@ -206,15 +206,15 @@ static int do_write(struct http_env *env,
     }
     switch (store_client_write_sh(env->shm, &w, c)) {
     case STORE_CREATED:
-        http_wake_replicator(env, 0);
+        http_wake_replicator(env, REPL_WAKE_OWN);
         send_result(env, req, 201, "created", d, c);
         break;
     case STORE_REPLACED:
-        http_wake_replicator(env, 0);
+        http_wake_replicator(env, REPL_WAKE_OWN);
         send_result(env, req, 200, "replaced", d, c);
         break;
     case STORE_DELETED:
-        http_wake_replicator(env, 0);
+        http_wake_replicator(env, REPL_WAKE_OWN);
         send_result(env, req, 200, "deleted", d, c);
         break;
     case STORE_NOT_FOUND:

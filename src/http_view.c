@@ -63,7 +63,7 @@ int http_view(struct http_env *env, h2o_req_t *req)
     r = is_put ? view_add_sh(env->shm->view, addr, PEER_ACTIVE) : view_remove_sh(env->shm->view, addr);
     lock_release_sh(env->shm->lock);
     if (r > 0)
-        http_wake_replicator(env, 1);
+        http_wake_replicator(env, 0);
     if (is_put) {
         if (r < 0)
             http_send_error(req, 507, "View is full");

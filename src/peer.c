@@ -27,7 +27,8 @@
 
 #define BATCH_BYTES (256 * 1024)
 #define BATCH_RECORDS 4096
-#define RELAY_DELAY_MS 300 /* relay others' writes the peer still lacks after this */
+#define RELAY_DELAY_MS 50   /* others' writes a peer lacks this long after they came here */
+#define RELAY_EAGER_MS 1000 /* then relay to it at once for this long */
 
 void peer_set_state(struct replicator *r, struct peer *p, int state)
 {
@@ -222,19 +223,26 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
 
 /* --- shipping ----------------------------------------------------------------- */
 
-/* Should this record go to p now?  The origin's own replicator ships it
- * directly; others relay it only if the origin is gone, or if the peer
- * still lacked it when it reported its clock RELAY_DELAY_MS or more after
- * the record arrived here (one-way partitions, dead origins).  A record
- * that old with no report that recent sets *need_clock: ask first. */
+/* Should this record, which p's last clock report lacks, go to p now?
+ * The origin's own replicator ships it directly.  Another origin's
+ * record is relayed at once if that origin is gone or retired, or while
+ * p is in relay mode.  p enters relay mode (for RELAY_EAGER_MS, renewed
+ * while it lasts) when a clock report taken RELAY_DELAY_MS or more after
+ * the record arrived here still lacks it: the origin is not reaching p
+ * (one-way and bridge partitions).  A record that old with no report that
+ * recent sets *need_clock: ask first.  So while every origin reaches
+ * every peer nothing is relayed, and when one does not, its writes take
+ * the detour within about RELAY_DELAY_MS plus a tick. */
 static int worth_sending(struct replicator *r,
-                         const struct view_member *m,
+                         struct peer *p,
                          const struct rlog_rec *rec,
                          uint64_t now,
                          int *need_clock)
 {
+    const struct view_member *m = &r->shm->view->m[p->row];
     const struct clock_sh *clock = r->shm->clock;
     const struct incarnation *inc = &clock->inc[rec->origin];
+    uint32_t age;
     int row;
 
     if ((int32_t)rec->origin == clock->self)
@@ -244,11 +252,17 @@ static int worth_sending(struct replicator *r,
     row = view_find(r->shm->view, inc->addr);
     if (row < 0 || r->peer[row].state != PEER_ACTIVE)
         return 1;
-    if ((uint32_t)now - rec->at_ms < RELAY_DELAY_MS)
-        return 0;
-    if ((int32_t)((uint32_t)m->acked_at_ms - rec->at_ms) >= RELAY_DELAY_MS)
+    age = (uint32_t)now - rec->at_ms;
+    if (age >= RELAY_DELAY_MS && (int32_t)((uint32_t)m->acked_at_ms - rec->at_ms) >= RELAY_DELAY_MS) {
+        if (now >= p->relay_until_ms)
+            log_info("peer=%s lacks writes of %s %u ms after they came here: relaying them", p->addr, inc->addr, age);
+        p->relay_until_ms = now + RELAY_EAGER_MS;
         return 1;
-    *need_clock = 1;
+    }
+    if (now < p->relay_until_ms)
+        return 1;
+    if (age >= RELAY_DELAY_MS)
+        *need_clock = 1;
     return 0;
 }
 
@@ -322,7 +336,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                     continue;
                 if (oldest == 0)
                     oldest = hdr.at_ms ? hdr.at_ms : 1;
-                if (!worth_sending(r, m, &hdr, now, &need_clock))
+                if (!worth_sending(r, p, &hdr, now, &need_clock))
                     continue;
                 /* read it in full: the header said what the ring held */
                 pos = at;

@@ -323,18 +323,21 @@ static void tick(struct replicator *r)
     reap_tombstones(r, now);
 }
 
-/* Would a new log record be shipped at once? */
-static int idle_peer(const struct replicator *r)
+/* Which new log records would be shipped at once (REPL_WAKE_*)?  A
+ * client write if some active peer is idle; a replicated one if such a
+ * peer also gets relays at once. */
+static uint32_t idle_peer(const struct replicator *r)
 {
     uint64_t now = now_ms();
+    uint32_t when = 0;
     int i;
 
     for (i = 0; i < VIEW_MAX; ++i) {
         const struct peer *p = &r->peer[i];
         if (p->row >= 0 && p->state == PEER_ACTIVE && p->clock_known && !p->inflight && now >= p->retry_at_ms)
-            return 1;
+            when |= REPL_WAKE_OWN | (now < p->relay_until_ms ? REPL_WAKE_RELAY : 0);
     }
-    return 0;
+    return when;
 }
 
 /* New log records: ship to every idle active peer at once. */

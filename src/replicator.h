@@ -41,7 +41,8 @@ struct peer {
         uint64_t seq;
     } * scan;
     size_t nscan, scancap;
-    uint32_t nsent; /* records in the batch in flight */
+    uint32_t nsent;          /* records in the batch in flight */
+    uint64_t relay_until_ms; /* relay others' writes at once until then */
     uint64_t scan_end;
 
     /* liveness */
