@@ -965,6 +965,7 @@ class Firewall:
         self.chain = name or "KVST%d" % os.getpid()
         self.client_ip = client_ip
         self.isolated = []
+        self.cuts = []
         self.installed = False
 
     def open(self):
@@ -989,8 +990,17 @@ class Firewall:
         iptables("-A", self.chain, "-d", ip, "-j", "DROP")
         self.isolated.append(ip)
 
+    def cut(self, src, dst):
+        """Drop packets from src to dst only (a one-way partition);
+        heal() with no argument removes it."""
+        src, dst = [a.ip if isinstance(a, Replica) else a for a in (src, dst)]
+        if (src, dst) not in self.cuts:
+            iptables("-A", self.chain, "-s", src, "-d", dst, "-j", "DROP")
+            self.cuts.append((src, dst))
+
     def heal(self, ip=None):
-        """Remove the DROP rules of ip (all isolated addresses if None)."""
+        """Remove the DROP rules of ip (all isolated addresses and one-way
+        cuts if None)."""
         if isinstance(ip, Replica):
             ip = ip.ip
         for a in ([ip] if ip else list(self.isolated)):
@@ -998,6 +1008,10 @@ class Firewall:
             iptables("-D", self.chain, "-d", a, "-j", "DROP", check=False)
             if a in self.isolated:
                 self.isolated.remove(a)
+        if ip is None:
+            for src, dst in self.cuts:
+                iptables("-D", self.chain, "-s", src, "-d", dst, "-j", "DROP", check=False)
+            self.cuts = []
 
     def rules(self):
         """iptables -S output lines that mention the chain."""
@@ -1019,6 +1033,7 @@ class Firewall:
         iptables("-X", self.chain, check=False)
         self.installed = False
         self.isolated = []
+        self.cuts = []
         with _registry_lock:
             if self in _firewalls:
                 _firewalls.remove(self)
