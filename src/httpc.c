@@ -100,6 +100,7 @@ struct httpc_conn {
     size_t max_body;
     h2o_socket_t *sock;  /* the TCP connection, NULL when closed */
     h2o_socket_t *timer; /* timerfd: request deadline and deferred failures */
+    uint64_t armed_ns;   /* when the timerfd fires next, 0 if disarmed */
 
     /* the request in flight (busy) */
     int busy;
@@ -111,6 +112,7 @@ struct httpc_conn {
     uint64_t deadline_ns;
     const char *pending_err; /* failure to deliver from the timer */
     int reused;              /* sent on a connection kept alive */
+    int send_queued;         /* waits for the last request's write report */
     int retried;
     int got_bytes; /* any response byte seen on this connection */
 
@@ -125,6 +127,7 @@ struct httpc_conn {
 
 static void on_read(h2o_socket_t *sock, const char *err);
 static void start_connect(httpc_conn_t *c);
+static void send_request(httpc_conn_t *c);
 
 static uint64_t mono_ns(void)
 {
@@ -133,11 +136,18 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
 }
 
-/* Arm the timer at absolute monotonic time at_ns; 0 disarms it. */
+/* Make the timer fire at absolute monotonic time at_ns or earlier.  It is
+ * armed lazily: an earlier expiry already set stays (on_timer() finds
+ * the deadline not reached and re-arms), and a finished request leaves it
+ * armed, so a busy connection costs no timerfd_settime() per request,
+ * only one per timeout period. */
 static void timer_set(httpc_conn_t *c, uint64_t at_ns)
 {
     struct itimerspec its;
 
+    if (c->armed_ns != 0 && c->armed_ns <= at_ns)
+        return;
+    c->armed_ns = at_ns;
     memset(&its, 0, sizeof(its));
     its.it_value.tv_sec = at_ns / 1000000000;
     its.it_value.tv_nsec = at_ns % 1000000000;
@@ -153,6 +163,7 @@ static void defer_failure(httpc_conn_t *c, const char *err)
 
 static void close_sock(httpc_conn_t *c)
 {
+    c->send_queued = 0;
     if (c->sock != NULL) {
         h2o_socket_close(c->sock);
         c->sock = NULL;
@@ -205,8 +216,7 @@ static void finish(httpc_conn_t *c, int status, const char *err)
     const char *bytes = "";
     size_t len = 0;
 
-    timer_set(c, 0);
-    c->pending_err = NULL;
+    c->pending_err = NULL; /* the timer stays armed: see timer_set() */
     if (c->sock != NULL) {
         /* The response may be complete before h2o has reported the write
          * done (or before a body the server did not wait for is sent); the
@@ -445,6 +455,10 @@ static void on_read(h2o_socket_t *sock, const char *err)
 {
     httpc_conn_t *c = sock->data;
 
+    if (c->send_queued) { /* a byte or EOF before we even sent: start afresh */
+        on_conn_lost(c);
+        return;
+    }
     if (sock->input->size != 0) {
         c->got_bytes = 1;
         if (process_input(c))
@@ -464,6 +478,17 @@ static void on_write(h2o_socket_t *sock, const char *err)
 {
     httpc_conn_t *c = sock->data;
 
+    if (c->send_queued) { /* the late report httpc_request() waited for */
+        c->send_queued = 0;
+        if (err == NULL) {
+            send_request(c);
+        } else {
+            close_sock(c);
+            c->reused = 0;
+            start_connect(c);
+        }
+        return;
+    }
     if (!c->busy) { /* the late report of a finished request's write */
         if (err != NULL)
             close_sock(c);
@@ -539,6 +564,7 @@ static void on_timer(h2o_socket_t *sock, const char *err)
     httpc_conn_t *c = sock->data;
 
     h2o_buffer_consume(&sock->input, sock->input->size);
+    c->armed_ns = 0;
     if (!c->busy)
         return;
     if (c->pending_err != NULL) {
@@ -728,11 +754,14 @@ int httpc_request(httpc_conn_t *c,
     reset_response(c);
     c->deadline_ns = mono_ns() + timeout_ms * 1000000;
     timer_set(c, c->deadline_ns);
-    /* h2o allows one write at a time: a connection whose last write has not
-     * been reported yet is not reused (rare: see finish()) */
-    if (c->sock != NULL && h2o_socket_is_writing(c->sock))
-        close_sock(c);
-    if (c->sock != NULL) {
+    /* h2o allows one write at a time: on a connection whose last write has
+     * not been reported done yet (its answer came first, see finish()) the
+     * request goes out from on_write() */
+    if (c->sock != NULL && h2o_socket_is_writing(c->sock)) {
+        c->reused = 1;
+        c->send_queued = 1;
+        h2o_socket_read_start(c->sock, on_read);
+    } else if (c->sock != NULL) {
         c->reused = 1;
         send_request(c);
     } else {

@@ -1,6 +1,7 @@
 /*
  * main.c - parse the configuration and hand over to the master.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -33,6 +34,13 @@ int main(int argc, char **argv)
                cfg.memory >> 20);
         return 0;
     }
+    /* Replication batches and their answers, tens of KB each, are
+     * allocated and freed all the time: keep freed heap memory rather than
+     * give it back with brk() after nearly every one (glibc's thresholds
+     * start at 128 KB).  Snapshots, hundreds of MB, are still mmap()ed and
+     * returned.  Inherited by every child. */
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     log_init(cfg.log_level, cfg.log_format, cfg.log_file);
     return master_main(&cfg);
 }

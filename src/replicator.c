@@ -406,7 +406,7 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
         join_start(r);
 
     next_tick = now_ms() + TICK_MS;
-    while (!got_term && getppid() == shm->master_pid) {
+    while (!got_term) {
         uint64_t now = now_ms(), head;
         int32_t wait = now >= next_tick ? 0 : (int32_t)(next_tick - now);
 
@@ -434,6 +434,8 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
             log_reopen();
         }
         if (now_ms() >= next_tick) {
+            if (getppid() != shm->master_pid) /* PDEATHSIG's fallback */
+                break;
             tick(r);
             next_tick = now_ms() + TICK_MS;
         }

@@ -119,7 +119,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
 {
     char name[16], err[256];
     h2o_hostconf_t *hostconf;
-    uint64_t deadline;
+    uint64_t deadline, next_check = 0;
     int fd;
 
     snprintf(name, sizeof(name), "kvsd-worker-%d", index);
@@ -158,8 +158,13 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
             got_hup = 0;
             log_reopen();
         }
-        if (getppid() != shm->master_pid)
-            break;
+        /* PDEATHSIG ends us when the master dies; this is the fallback,
+         * at most every 100 ms (h2o_now() is the loop's cached time) */
+        if (h2o_now(w.ctx.loop) >= next_check) {
+            next_check = h2o_now(w.ctx.loop) + 100;
+            if (getppid() != shm->master_pid)
+                break;
+        }
     }
 
     /* drain: stop accepting, let in-flight requests and their responses

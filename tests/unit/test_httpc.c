@@ -466,6 +466,21 @@ static void test_keepalive_and_bind(void)
     ok(r.called == 1 && r.status == 200 && r.chain == 0, "3 requests chained from callbacks");
     is_int(accepts() - before, 0, "chained requests reuse the connection");
 
+    /* The answer is in before the loop runs again: h2o delivers the read
+     * before the report that the write is done, so the chained request
+     * finds the socket still "writing" and must wait for that report
+     * rather than open a new connection. */
+    before = accepts();
+    reset(&r);
+    r.conn = c;
+    r.chain = 1;
+    ok(httpc_request(c, "GET", "/hello", NULL, NULL, 0, 2000, on_done, &r) == 0, "GET started, answer left waiting");
+    usleep(100 * 1000);
+    for (int i = 0; i < 300 && !(r.called && r.chain == 0); ++i)
+        h2o_evloop_run(loop, 10);
+    ok(r.called == 1 && r.status == 200 && r.chain == 0, "request chained before the write report succeeds");
+    is_int(accepts() - before, 0, "... on the same connection");
+
     before = accepts();
     get(c, "/conn-close", 2000, &r);
     ok(r.status == 200 && strcmp(r.body, "cc") == 0, "Connection: close response");
