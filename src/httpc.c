@@ -106,8 +106,13 @@ struct httpc_conn {
     int busy;
     httpc_cb cb;
     void *arg;
-    char *req; /* head and body, kept until done: a retry resends it */
+    char *req; /* head (and a copied body), kept until done: a retry resends it */
     size_t req_len;
+    char *body_own; /* a body handed over (httpc_request_owned()), or NULL */
+    size_t body_len;
+    /* The last request's buffers while h2o may still write from them: an
+     * answer can be complete before the request is (an early 413, say). */
+    char *wr_req, *wr_body;
     int head_only;
     uint64_t deadline_ns;
     const char *pending_err; /* failure to deliver from the timer */
@@ -161,6 +166,14 @@ static void defer_failure(httpc_conn_t *c, const char *err)
     timer_set(c, 1);
 }
 
+/* h2o has reported the last write done, or will never write again. */
+static void release_written(httpc_conn_t *c)
+{
+    free(c->wr_req);
+    free(c->wr_body);
+    c->wr_req = c->wr_body = NULL;
+}
+
 static void close_sock(httpc_conn_t *c)
 {
     c->send_queued = 0;
@@ -168,6 +181,7 @@ static void close_sock(httpc_conn_t *c)
         h2o_socket_close(c->sock);
         c->sock = NULL;
     }
+    release_written(c);
 }
 
 /* Close with a reset (SO_LINGER 0): the kernel drops whatever it still
@@ -226,8 +240,14 @@ static void finish(httpc_conn_t *c, int status, const char *err)
         else
             close_sock(c);
     }
-    free(c->req);
-    c->req = NULL;
+    if (c->sock != NULL && h2o_socket_is_writing(c->sock)) {
+        release_written(c);
+        c->wr_req = c->req, c->wr_body = c->body_own; /* freed on the report */
+    } else {
+        free(c->req);
+        free(c->body_own);
+    }
+    c->req = c->body_own = NULL;
     h2o_buffer_init(&c->body, &body_prototype);
     c->busy = 0;
     c->cb = NULL;
@@ -478,6 +498,7 @@ static void on_write(h2o_socket_t *sock, const char *err)
 {
     httpc_conn_t *c = sock->data;
 
+    release_written(c);
     if (c->send_queued) { /* the late report httpc_request() waited for */
         c->send_queued = 0;
         if (err == NULL) {
@@ -503,10 +524,10 @@ static void on_write(h2o_socket_t *sock, const char *err)
 
 static void send_request(httpc_conn_t *c)
 {
-    h2o_iovec_t buf = h2o_iovec_init(c->req, c->req_len);
+    h2o_iovec_t buf[2] = { h2o_iovec_init(c->req, c->req_len), h2o_iovec_init(c->body_own, c->body_len) };
 
     h2o_socket_read_start(c->sock, on_read);
-    h2o_socket_write(c->sock, &buf, 1, on_write);
+    h2o_socket_write(c->sock, buf, c->body_own != NULL ? 2 : 1, on_write);
 }
 
 /*
@@ -698,6 +719,7 @@ static int is_header_lines(const char *s)
     return 1;
 }
 
+/* The head, and after it a copy of body unless the body is owned. */
 static void build_request(httpc_conn_t *c,
                           const char *method,
                           const char *path,
@@ -708,10 +730,13 @@ static void build_request(httpc_conn_t *c,
     char length[48] = "";
     int head_len;
 
-    if (len != 0 || body != NULL || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0))
+    if (len != 0 || body != NULL || c->body_own != NULL ||
+        (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0))
         snprintf(length, sizeof(length), "Content-Length: %zu\r\n", len);
     head_len =
       snprintf(NULL, 0, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n", method, path, c->host, extra_headers, length);
+    if (c->body_own != NULL)
+        body = NULL, c->body_len = len, len = 0;
     c->req = h2o_mem_alloc((size_t)head_len + 1 + len);
     snprintf(c->req,
              (size_t)head_len + 1,
@@ -726,24 +751,28 @@ static void build_request(httpc_conn_t *c,
     c->req_len = (size_t)head_len + len;
 }
 
-int httpc_request(httpc_conn_t *c,
-                  const char *method,
-                  const char *path,
-                  const char *extra_headers,
-                  const char *body,
-                  size_t len,
-                  uint64_t timeout_ms,
-                  httpc_cb cb,
-                  void *arg)
+static int start_request(httpc_conn_t *c,
+                         const char *method,
+                         const char *path,
+                         const char *extra_headers,
+                         const char *body,
+                         char *owned,
+                         size_t len,
+                         uint64_t timeout_ms,
+                         httpc_cb cb,
+                         void *arg)
 {
     if (extra_headers == NULL)
         extra_headers = "";
     if (c == NULL || c->busy || cb == NULL || method == NULL || path == NULL || !is_token(method) || !is_path(path) ||
-        !is_header_lines(extra_headers) || (body == NULL && len != 0) || timeout_ms == 0)
+        !is_header_lines(extra_headers) || (body == NULL && owned == NULL && len != 0) || timeout_ms == 0) {
+        free(owned);
         return -1;
+    }
     if (timeout_ms > HTTPC_MAX_TIMEOUT_MS)
         timeout_ms = HTTPC_MAX_TIMEOUT_MS;
 
+    c->body_own = owned;
     build_request(c, method, path, extra_headers, body, len);
     c->busy = 1;
     c->cb = cb;
@@ -771,6 +800,32 @@ int httpc_request(httpc_conn_t *c,
     return 0;
 }
 
+int httpc_request(httpc_conn_t *c,
+                  const char *method,
+                  const char *path,
+                  const char *extra_headers,
+                  const char *body,
+                  size_t len,
+                  uint64_t timeout_ms,
+                  httpc_cb cb,
+                  void *arg)
+{
+    return start_request(c, method, path, extra_headers, body, NULL, len, timeout_ms, cb, arg);
+}
+
+int httpc_request_owned(httpc_conn_t *c,
+                        const char *method,
+                        const char *path,
+                        const char *extra_headers,
+                        char *body,
+                        size_t len,
+                        uint64_t timeout_ms,
+                        httpc_cb cb,
+                        void *arg)
+{
+    return start_request(c, method, path, extra_headers, NULL, body, len, timeout_ms, cb, arg);
+}
+
 int httpc_busy(const httpc_conn_t *c)
 {
     return c->busy;
@@ -795,6 +850,7 @@ void httpc_free(httpc_conn_t *c)
     close_sock(c);
     h2o_socket_close(c->timer); /* closes the timerfd */
     free(c->req);
+    free(c->body_own);
     h2o_buffer_dispose(&c->body);
     free(c);
 }

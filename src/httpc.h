@@ -49,7 +49,8 @@ httpc_conn_t *httpc_new(h2o_loop_t *loop, const char *src_ip, const char *dst);
 /*
  * Start one request.  extra_headers is NULL or raw "Name: value\r\n" lines;
  * Host (and Content-Length unless a GET/HEAD without body) are added here.
- * body (len bytes, may be NULL when len == 0) is copied.  timeout_ms > 0
+ * body (len bytes, may be NULL when len == 0) is copied (see
+ * httpc_request_owned() for a body handed over instead).  timeout_ms > 0
  * bounds the whole request: connect, send and the full response.  Returns
  * -1 if a request is already in flight or an argument is malformed (then
  * the callback is not called), 0 otherwise.
@@ -63,6 +64,19 @@ int httpc_request(httpc_conn_t *c,
                   uint64_t timeout_ms,
                   httpc_cb cb,
                   void *arg);
+
+/* Like httpc_request(), but body is a malloc()ed buffer that httpc takes
+ * over and frees (also when -1 is returned): it is written from where it
+ * is, not copied. */
+int httpc_request_owned(httpc_conn_t *c,
+                        const char *method,
+                        const char *path,
+                        const char *extra_headers,
+                        char *body,
+                        size_t len,
+                        uint64_t timeout_ms,
+                        httpc_cb cb,
+                        void *arg);
 
 int httpc_busy(const httpc_conn_t *c);
 

@@ -389,20 +389,20 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     p->nsent = enc.nrec;
     stats_add(&r->stats->bytes_shipped, out.len);
     wire_enc_free(&enc);
-    if (httpc_request(p->conn,
-                      "POST",
-                      "/internal/replicate",
-                      r->extra_headers,
-                      out.p,
-                      out.len,
-                      r->cfg->peer_timeout_ms,
-                      on_shipped,
-                      p) == 0) {
+    /* the batch is handed over to httpc, not copied */
+    if (httpc_request_owned(p->conn,
+                            "POST",
+                            "/internal/replicate",
+                            r->extra_headers,
+                            out.p,
+                            out.len,
+                            r->cfg->peer_timeout_ms,
+                            on_shipped,
+                            p) == 0) {
         p->inflight = 1;
         p->sent_ms = now;
         p->last_exchange_ms = now;
     }
-    buf_free(&out);
 }
 
 /* Everything before the first scanned record the peer still lacks is

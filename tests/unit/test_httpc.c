@@ -409,6 +409,29 @@ static void test_basic(void)
         free(big);
         get(c, "/hello", 5000, &r);
         ok(r.status == 200 && strcmp(r.body, "hello") == 0, "next request after an early response");
+
+        /* the same with a body handed over: httpc frees it only once h2o
+         * has written it (ASan would see a use after free otherwise) */
+        reset(&r);
+        ok(httpc_request_owned(c, "POST", "/early", NULL, calloc(1, big_len), big_len, 5000, on_done, &r) == 0,
+           "owned POST /early started");
+        run_until(&r, 6000);
+        ok(r.status == 200 && strcmp(r.body, "early") == 0, "owned body: response before the body was sent");
+        get(c, "/hello", 5000, &r);
+        ok(r.status == 200 && strcmp(r.body, "hello") == 0, "next request after that early response");
+    }
+
+    /* an owned body is sent as it is, Content-Length and all */
+    {
+        char *own = malloc(3000);
+        memset(own, 'o', 3000);
+        reset(&r);
+        ok(httpc_request_owned(c, "POST", "/echo", NULL, own, 3000, 2000, on_done, &r) == 0, "owned POST started");
+        run_until(&r, 3000);
+        ok(r.status == 201 && r.len == 3000 && r.body[0] == 'o' && r.body[2999] == 'o', "owned body echoed");
+        is_int(httpc_request_owned(c, "POST", "/a b", NULL, malloc(10), 10, 1000, on_done, &r),
+               -1,
+               "a rejected owned request frees the body (LeakSanitizer checks)");
     }
 
     reset(&r);
