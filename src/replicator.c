@@ -326,7 +326,7 @@ static void tick(struct replicator *r)
 /* Which new log records would be shipped at once (REPL_WAKE_*)?  A
  * client write if some active peer is idle; a replicated one if such a
  * peer also gets relays at once. */
-static uint32_t idle_peer(const struct replicator *r)
+static uint32_t ships_at_once(const struct replicator *r)
 {
     uint64_t now = now_ms();
     uint32_t when = 0;
@@ -410,12 +410,14 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
         uint64_t now = now_ms(), head;
         int32_t wait = now >= next_tick ? 0 : (int32_t)(next_tick - now);
 
-        /* Writers poke the eventfd only while repl_sleeping is set, and we
-         * set it only when a new record would be shipped at once: with no
-         * idle active peer (none at all, or all with a batch in flight,
-         * whose answer ships the rest) a write costs no syscall and no
-         * context switch.  Then sleep only if nothing arrived meanwhile. */
-        __atomic_store_n(&shm->repl_sleeping, idle_peer(r), __ATOMIC_RELEASE);
+        /* Writers poke the eventfd only for the kinds of record that
+         * repl_sleeping names, and we name only those a new record of
+         * would be shipped at once: with no idle active peer (none at
+         * all, or all with a batch in flight, whose answer ships the
+         * rest) a client write costs no syscall and no context switch,
+         * and a replicated one never does unless some peer is in relay
+         * mode.  Then sleep only if nothing arrived meanwhile. */
+        __atomic_store_n(&shm->repl_sleeping, ships_at_once(r), __ATOMIC_RELEASE);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (rlog_head(shm->rlog) != r->log_seen ||
             __atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
