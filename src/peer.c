@@ -230,14 +230,13 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
  * while it lasts) when a clock report taken RELAY_DELAY_MS or more after
  * the record arrived here still lacks it: the origin is not reaching p
  * (one-way and bridge partitions).  A record that old with no report that
- * recent sets *need_clock: ask first.  So while every origin reaches
- * every peer nothing is relayed, and when one does not, its writes take
- * the detour within about RELAY_DELAY_MS plus a tick. */
-static int worth_sending(struct replicator *r,
-                         struct peer *p,
-                         const struct rlog_rec *rec,
-                         uint64_t now,
-                         int *need_clock)
+ * recent makes us ask for one first (ASK); a younger one is looked at
+ * again when it is RELAY_DELAY_MS old (WAIT).  So while every origin
+ * reaches every peer nothing is relayed, and when one does not, its
+ * writes take the detour within about RELAY_DELAY_MS plus a round trip. */
+enum relay { SHIP, WAIT, ASK };
+
+static enum relay worth_sending(struct replicator *r, struct peer *p, const struct rlog_rec *rec, uint64_t now)
 {
     const struct view_member *m = &r->shm->view->m[p->row];
     const struct clock_sh *clock = r->shm->clock;
@@ -246,24 +245,22 @@ static int worth_sending(struct replicator *r,
     int row;
 
     if ((int32_t)rec->origin == clock->self)
-        return 1;
+        return SHIP;
     if (inc->flags & INC_RETIRED)
-        return 1;
+        return SHIP;
     row = view_find(r->shm->view, inc->addr);
     if (row < 0 || r->peer[row].state != PEER_ACTIVE)
-        return 1;
+        return SHIP;
     age = (uint32_t)now - rec->at_ms;
     if (age >= RELAY_DELAY_MS && (int32_t)((uint32_t)m->acked_at_ms - rec->at_ms) >= RELAY_DELAY_MS) {
         if (now >= p->relay_until_ms)
             log_info("peer=%s lacks writes of %s %u ms after they came here: relaying them", p->addr, inc->addr, age);
         p->relay_until_ms = now + RELAY_EAGER_MS;
-        return 1;
+        return SHIP;
     }
     if (now < p->relay_until_ms)
-        return 1;
-    if (age >= RELAY_DELAY_MS)
-        *need_clock = 1;
-    return 0;
+        return SHIP;
+    return age >= RELAY_DELAY_MS ? ASK : WAIT;
 }
 
 static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t seq)
@@ -304,12 +301,14 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     uint32_t flags = 0;
     uint64_t pos, oldest = 0;
     int need_clock = 0;
+    enum relay rel;
     size_t bytes = 0;
 
     if (p->inflight)
         return;
     wire_enc_init(&enc);
     p->nscan = 0;
+    p->recheck_at_ms = 0;
     if (!p->clock_known) {
         /* an empty batch first: learn what the peer has */
         p->cursor = rlog_tail(rlog);
@@ -336,8 +335,12 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                     continue;
                 if (oldest == 0)
                     oldest = hdr.at_ms ? hdr.at_ms : 1;
-                if (!worth_sending(r, p, &hdr, now, &need_clock))
+                if ((rel = worth_sending(r, p, &hdr, now)) != SHIP) {
+                    need_clock |= rel == ASK;
+                    if (rel == WAIT && p->recheck_at_ms == 0) /* the oldest such comes first */
+                        p->recheck_at_ms = now + RELAY_DELAY_MS - ((uint32_t)now - hdr.at_ms);
                     continue;
+                }
                 /* read it in full: the header said what the ring held */
                 pos = at;
                 while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)

@@ -323,6 +323,12 @@ static void tick(struct replicator *r)
     reap_tombstones(r, now);
 }
 
+/* Active, clock known, no batch in flight, not backing off. */
+static int idle(const struct peer *p, uint64_t now)
+{
+    return p->row >= 0 && p->state == PEER_ACTIVE && p->clock_known && !p->inflight && now >= p->retry_at_ms;
+}
+
 /* Which new log records would be shipped at once (REPL_WAKE_*)?  A
  * client write if some active peer is idle; a replicated one if such a
  * peer also gets relays at once. */
@@ -332,25 +338,36 @@ static uint32_t ships_at_once(const struct replicator *r)
     uint32_t when = 0;
     int i;
 
-    for (i = 0; i < VIEW_MAX; ++i) {
-        const struct peer *p = &r->peer[i];
-        if (p->row >= 0 && p->state == PEER_ACTIVE && p->clock_known && !p->inflight && now >= p->retry_at_ms)
-            when |= REPL_WAKE_OWN | (now < p->relay_until_ms ? REPL_WAKE_RELAY : 0);
-    }
+    for (i = 0; i < VIEW_MAX; ++i)
+        if (idle(&r->peer[i], now))
+            when |= REPL_WAKE_OWN | (now < r->peer[i].relay_until_ms ? REPL_WAKE_RELAY : 0);
     return when;
 }
 
-/* New log records: ship to every idle active peer at once. */
-static void ship_all(struct replicator *r)
+/* New log records, or due re-checks (recheck_only): ship to every idle
+ * active peer at once. */
+static void ship_all(struct replicator *r, int recheck_only)
 {
     uint64_t now = now_ms();
     int i;
 
     for (i = 0; i < VIEW_MAX; ++i) {
         struct peer *p = &r->peer[i];
-        if (p->row >= 0 && p->state == PEER_ACTIVE && p->clock_known && !p->inflight && now >= p->retry_at_ms)
+        if (idle(p, now) && (!recheck_only || (p->recheck_at_ms != 0 && now >= p->recheck_at_ms)))
             peer_ship(r, p, now);
     }
+}
+
+/* When the earliest re-check of an idle peer is due (UINT64_MAX: none). */
+static uint64_t next_recheck(const struct replicator *r, uint64_t now)
+{
+    uint64_t at = UINT64_MAX;
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i)
+        if (idle(&r->peer[i], now) && r->peer[i].recheck_at_ms != 0 && r->peer[i].recheck_at_ms < at)
+            at = r->peer[i].recheck_at_ms;
+    return at;
 }
 
 static void on_wake(h2o_socket_t *sock, const char *err)
@@ -407,8 +424,12 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
 
     next_tick = now_ms() + TICK_MS;
     while (!got_term) {
-        uint64_t now = now_ms(), head;
-        int32_t wait = now >= next_tick ? 0 : (int32_t)(next_tick - now);
+        uint64_t now = now_ms(), head, until = next_tick, recheck = next_recheck(r, now);
+        int32_t wait;
+
+        if (recheck < until)
+            until = recheck;
+        wait = now >= until ? 0 : (int32_t)(until - now);
 
         /* Writers poke the eventfd only for the kinds of record that
          * repl_sleeping names, and we name only those a new record of
@@ -427,7 +448,9 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
 
         if ((head = rlog_head(shm->rlog)) != r->log_seen) {
             r->log_seen = head;
-            ship_all(r);
+            ship_all(r, 0);
+        } else if (recheck != UINT64_MAX && now_ms() >= recheck) {
+            ship_all(r, 1);
         }
         if (__atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
             sync_view(r);

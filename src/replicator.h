@@ -43,6 +43,7 @@ struct peer {
     size_t nscan, scancap;
     uint32_t nsent;          /* records in the batch in flight */
     uint64_t relay_until_ms; /* relay others' writes at once until then */
+    uint64_t recheck_at_ms;  /* scan again then (a record gets relay-old), or 0 */
     uint64_t scan_end;
 
     /* liveness */
