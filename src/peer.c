@@ -122,6 +122,15 @@ void broadcast_view(struct replicator *r, int put, const char *addr, const struc
 
 /* --- eviction and re-admission -------------------------------------------- */
 
+/* Drop the view messages queued for p and reset the one in flight: told
+ * late, after a partition heals, a view change would be stale (it would
+ * evict healthy replicas from a healthy one's view for --readmit-delay). */
+static void forget_ctl(struct peer *p)
+{
+    p->nctlq = 0;
+    httpc_close(p->ctl);
+}
+
 static void reset_shipping(struct peer *p)
 {
     p->inflight = 0;
@@ -136,6 +145,7 @@ void peer_evict(struct replicator *r, struct peer *p, const char *why)
 
     peer_set_state(r, p, PEER_EVICTED);
     httpc_close(p->conn);
+    forget_ctl(p);
     reset_shipping(p);
     p->answering_since = 0;
     lock_acquire_sh(r->shm->lock);
@@ -178,6 +188,7 @@ void peer_removed(struct replicator *r, struct peer *p)
 {
     peer_set_state(r, p, PEER_EVICTED);
     httpc_close(p->conn);
+    forget_ctl(p);
     reset_shipping(p);
     p->answering_since = 0;
     log_info("peer=%s removed from the view by a view change", p->addr);
