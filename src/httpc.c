@@ -719,7 +719,8 @@ static int is_header_lines(const char *s)
     return 1;
 }
 
-/* The head, and after it a copy of body unless the body is owned. */
+/* The head, and after it a copy of body (len bytes) unless the body is
+ * owned (c->body_own, sent as it is). */
 static void build_request(httpc_conn_t *c,
                           const char *method,
                           const char *path,
@@ -727,6 +728,7 @@ static void build_request(httpc_conn_t *c,
                           const char *body,
                           size_t len)
 {
+    size_t copy = c->body_own != NULL ? 0 : len;
     char length[48] = "";
     int head_len;
 
@@ -735,9 +737,7 @@ static void build_request(httpc_conn_t *c,
         snprintf(length, sizeof(length), "Content-Length: %zu\r\n", len);
     head_len =
       snprintf(NULL, 0, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n", method, path, c->host, extra_headers, length);
-    if (c->body_own != NULL)
-        body = NULL, c->body_len = len, len = 0;
-    c->req = h2o_mem_alloc((size_t)head_len + 1 + len);
+    c->req = h2o_mem_alloc((size_t)head_len + 1 + copy);
     snprintf(c->req,
              (size_t)head_len + 1,
              "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n",
@@ -746,9 +746,9 @@ static void build_request(httpc_conn_t *c,
              c->host,
              extra_headers,
              length);
-    if (len != 0)
-        memcpy(c->req + head_len, body, len);
-    c->req_len = (size_t)head_len + len;
+    if (copy != 0)
+        memcpy(c->req + head_len, body, copy);
+    c->req_len = (size_t)head_len + copy;
 }
 
 static int start_request(httpc_conn_t *c,
@@ -773,6 +773,7 @@ static int start_request(httpc_conn_t *c,
         timeout_ms = HTTPC_MAX_TIMEOUT_MS;
 
     c->body_own = owned;
+    c->body_len = owned != NULL ? len : 0;
     build_request(c, method, path, extra_headers, body, len);
     c->busy = 1;
     c->cb = cb;
