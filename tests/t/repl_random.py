@@ -43,7 +43,7 @@ fw = Firewall().open()
 T0 = time.monotonic()
 stop = threading.Event()
 events = []                # (t, kind, ip) -- nemesis actions
-kills = []                 # (t_kill, ip)
+kills = []                 # (t_kill, ip): noted once the replica is dead
 events_lock = threading.Lock()
 
 
@@ -85,8 +85,11 @@ def nemesis():
             stopped.discard(r)
             note("sigcont", r)
         else:
-            note("kill", r)
+            # noted after the kill has taken effect (kill() waits for the
+            # master): a write sent before then may have been acknowledged
+            # and lost; one sent after cannot have been acknowledged
             r.kill(signal.SIGKILL)
+            note("kill", r)
             time.sleep(rnd.uniform(0.5, 1.5))
             r.start()
             note("restart", r)
@@ -104,7 +107,7 @@ class ClientState:
         self.rnd = random.Random(SEED * 31 + cid)
         self.meta = None
         self.keys = ["c%d-k%d" % (cid, j) for j in range(OWN)]
-        self.hist = {k: [] for k in self.keys}      # [(value, ip, t_ack)]
+        self.hist = {k: [] for k in self.keys}      # [(value, ip, t_send, t_ack)]
         self.ghosts = {k: [] for k in self.keys}    # [(value, t_sent)] outcome unknown
         self.obs = []       # (key, kind, t_send, t_recv, observed, hist_len, ip)
         self.meta_bad = []
@@ -181,9 +184,9 @@ def client(st):
             seen = "<some value>" if resp.status == 200 else DELETED
         st.obs.append((key, op, t_send, t_recv, seen, hl, r.ip))
         if op == "PUT":
-            st.hist[key].append((value, r.ip, t_recv))
+            st.hist[key].append((value, r.ip, t_send, t_recv))
         elif op == "DELETE" and resp.status == 200:
-            st.hist[key].append((DELETED, r.ip, t_recv))
+            st.hist[key].append((DELETED, r.ip, t_send, t_recv))
 
 
 states = [ClientState(c) for c in range(NCLIENTS)]
@@ -217,18 +220,21 @@ for s in states:
 # ---------------------------------------------------------------------------
 # checks
 # ---------------------------------------------------------------------------
-def lossable(ip, t_ack):
-    return any(kip == ip and 0 <= tk - t_ack <= LOSS_WINDOW for tk, kip in kills)
+def lossable(ip, t_send, t_ack):
+    """Acknowledged by ip, which died after the write was sent and at most
+    LOSS_WINDOW after the acknowledgment reached the client (the answer can
+    arrive after the death: it was sent before)."""
+    return any(kip == ip and t_send <= tk <= t_ack + LOSS_WINDOW for tk, kip in kills)
 
 
 def acceptable(st, key, hl, t_recv):
     """Values a read may see after the client's first hl writes of key."""
     h = st.hist[key][:hl]
     acc = set()
-    vals = [DELETED] + [v for v, _, _ in h]       # state before any write: absent
+    vals = [DELETED] + [v for v, _, _, _ in h]       # state before any write: absent
     i = len(vals) - 1
     acc.add(json.dumps(vals[i], sort_keys=True))
-    while i > 0 and lossable(h[i - 1][1], h[i - 1][2]):
+    while i > 0 and lossable(*h[i - 1][1:]):
         i -= 1
         acc.add(json.dumps(vals[i], sort_keys=True))
     for v, ts in st.ghosts[key]:
@@ -255,7 +261,7 @@ for st in states:
             ryw_bad.append("client %d %s %s at %s (t=%.2f s, after %d own writes): saw %r, "
                            "acceptable %s; last writes %s" % (
                                st.cid, op, key, ip, ts - T0, hl, seen, sorted(acc),
-                               [(v, wip, "%.2f" % (t - T0)) for v, wip, t in st.hist[key][max(0, hl - 3):hl]]))
+                               [(v, wip, "%.2f" % (t - T0)) for v, wip, _, t in st.hist[key][max(0, hl - 3):hl]]))
         if op == "GET":
             p = last.get(key)
             if p is not None and p[0] == hl and p[1] != seen:
