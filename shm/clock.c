@@ -35,9 +35,25 @@ int clock_find(const struct clock_sh *clock, const char *addr, uint64_t stamp)
     uint32_t i, n = ninc_of(clock);
 
     for (i = 0; i < n; ++i)
-        if (clock->inc[i].stamp == stamp && strncmp(clock->inc[i].addr, addr, ADDR_MAX) == 0)
+        if (!(clock_flags(clock, i) & INC_FREE) && clock->inc[i].stamp == stamp &&
+            strncmp(clock->inc[i].addr, addr, ADDR_MAX) == 0)
             return (int)i;
     return -1;
+}
+
+int clock_floor(const struct clock_sh *clock, const char *addr)
+{
+    uint32_t i, n = ninc_of(clock);
+    int best = -1;
+
+    for (i = 0; i < n; ++i) {
+        if ((clock_flags(clock, i) & (INC_FOLDED | INC_FREE)) != INC_FOLDED ||
+            strncmp(clock->inc[i].addr, addr, ADDR_MAX) != 0)
+            continue;
+        if (best < 0 || clock->inc[i].stamp > clock->inc[best].stamp)
+            best = (int)i;
+    }
+    return best;
 }
 
 static void retire_sh(struct incarnation *inc, uint64_t now_ms)
@@ -46,40 +62,126 @@ static void retire_sh(struct incarnation *inc, uint64_t now_ms)
     __atomic_store_n(&inc->flags, inc->flags | INC_RETIRED, __ATOMIC_RELEASE);
 }
 
-int clock_intern_sh(struct clock_sh *clock, const char *addr, uint64_t stamp, uint64_t now_ms)
+/* A row to write a new incarnation into: a FREE one past its grace
+ * period, else the next unused one.  Returns the id, or -1 (full). */
+static int new_row(struct clock_sh *clock, uint64_t reuse_before)
+{
+    uint32_t i;
+
+    for (i = 0; i < clock->ninc; ++i)
+        if ((clock->inc[i].flags & INC_FREE) && clock->inc[i].free_epoch < reuse_before)
+            return (int)i;
+    return clock->ninc < CLOCK_MAX ? (int)clock->ninc : -1;
+}
+
+int clock_intern2_sh(struct clock_sh *clock,
+                     const char *addr,
+                     uint64_t stamp,
+                     uint64_t now_ms,
+                     uint64_t reuse_before,
+                     int folded)
 {
     struct incarnation *inc;
-    uint32_t i, n = clock->ninc;
-    int id;
+    uint32_t i, n = clock->ninc, flags = INC_FREE;
+    int id, floor;
 
-    if ((id = clock_find(clock, addr, stamp)) >= 0)
+    if ((id = clock_find(clock, addr, stamp)) >= 0 && !(clock->inc[id].flags & INC_STALE))
         return id;
     if (strlen(addr) >= ADDR_MAX) {
         errno = EINVAL;
         return -1;
     }
-    if (n >= CLOCK_MAX) {
+    if ((floor = clock_floor(clock, addr)) >= 0 && stamp <= clock->inc[floor].stamp)
+        return floor; /* a life folded away here, or one nobody kept */
+    if ((id = new_row(clock, reuse_before)) < 0) {
         errno = ENOSPC;
         return -1;
     }
-    inc = &clock->inc[n];
-    memset(inc, 0, sizeof(*inc));
+    /* Write the row while it is FREE (readers skip it), publish last. */
+    inc = &clock->inc[id];
+    __atomic_store_n(&inc->flags, INC_FREE, __ATOMIC_RELEASE);
+    memset(inc->addr, 0, sizeof(inc->addr));
     strcpy(inc->addr, addr);
     inc->stamp = stamp;
-    __atomic_store_n(&clock->applied[n], 0, __ATOMIC_RELAXED);
+    inc->final_seq = 0;
+    inc->retired_at_ms = 0;
+    inc->lost_upto = 0;
+    inc->born_ms = now_ms;
+    inc->fold_pos = 0;
+    inc->free_epoch = 0;
+    __atomic_store_n(&clock->applied[id], 0, __ATOMIC_RELAXED);
+    flags = 0;
     /* Only one incarnation of an address is alive: the newest stamp.  A
      * stamp older than one we know (learned late) is born retired. */
     for (i = 0; i < n; ++i) {
         struct incarnation *o = &clock->inc[i];
-        if (strncmp(o->addr, addr, ADDR_MAX) != 0)
+        if ((int)i == id || (o->flags & INC_FREE) || strncmp(o->addr, addr, ADDR_MAX) != 0)
             continue;
         if (o->stamp < stamp && !(o->flags & INC_RETIRED))
             retire_sh(o, now_ms);
-        else if (o->stamp > stamp && !(inc->flags & INC_RETIRED))
-            retire_sh(inc, now_ms);
+        else if (o->stamp > stamp && !(flags & INC_RETIRED)) {
+            flags |= INC_RETIRED;
+            inc->retired_at_ms = now_ms;
+        }
     }
-    __atomic_store_n(&clock->ninc, n + 1, __ATOMIC_RELEASE);
-    return (int)n;
+    if (folded) {
+        flags |= INC_RETIRED | INC_FINAL | INC_FOLDED;
+        inc->retired_at_ms = now_ms;
+    }
+    if ((uint32_t)id == n)
+        __atomic_store_n(&clock->ninc, n + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&inc->flags, flags, __ATOMIC_RELEASE);
+    if (folded)
+        clock_fold_sh(clock, (uint32_t)id, 0);
+    return id;
+}
+
+void clock_fold_sh(struct clock_sh *clock, uint32_t id, uint64_t pos)
+{
+    struct incarnation *inc = &clock->inc[id];
+    uint32_t i;
+
+    inc->fold_pos = pos;
+    __atomic_store_n(&inc->flags, inc->flags | INC_RETIRED | INC_FINAL | INC_FOLDED, __ATOMIC_RELEASE);
+    /* one floor per address: the newest folded life */
+    for (i = 0; i < clock->ninc; ++i) {
+        struct incarnation *o = &clock->inc[i];
+        if (i == id || (o->flags & (INC_FOLDED | INC_STALE | INC_FREE)) != INC_FOLDED ||
+            strncmp(o->addr, inc->addr, ADDR_MAX) != 0)
+            continue;
+        if (o->stamp < inc->stamp) {
+            __atomic_store_n(&o->flags, o->flags | INC_STALE, __ATOMIC_RELEASE);
+        } else {
+            __atomic_store_n(&inc->flags, inc->flags | INC_STALE, __ATOMIC_RELEASE);
+            break;
+        }
+    }
+}
+
+void clock_free_sh(struct clock_sh *clock, uint32_t id, uint64_t epoch)
+{
+    struct incarnation *inc = &clock->inc[id];
+
+    inc->free_epoch = epoch;
+    __atomic_store_n(&inc->flags, INC_FREE, __ATOMIC_RELEASE);
+    __atomic_store_n(&clock->applied[id], 0, __ATOMIC_RELAXED);
+}
+
+uint32_t clock_count(const struct clock_sh *clock, uint32_t *folded)
+{
+    uint32_t i, n = ninc_of(clock), used = 0, f = 0;
+
+    for (i = 0; i < n; ++i) {
+        uint32_t flags = clock_flags(clock, i);
+        if (flags & INC_FREE)
+            continue;
+        ++used;
+        if (flags & INC_FOLDED)
+            ++f;
+    }
+    if (folded != NULL)
+        *folded = f;
+    return used;
 }
 
 void clock_settle_sh(struct clock_sh *clock, uint32_t id, uint64_t final_seq)
@@ -89,7 +191,7 @@ void clock_settle_sh(struct clock_sh *clock, uint32_t id, uint64_t final_seq)
     if (id >= clock->ninc)
         return;
     inc = &clock->inc[id];
-    if (!(inc->flags & INC_RETIRED))
+    if ((inc->flags & (INC_RETIRED | INC_FOLDED | INC_FREE)) != INC_RETIRED)
         return; /* a live (maybe partitioned) replica is never settled */
     /* final_seq before the flag: readers test the flag with acquire. */
     __atomic_store_n(&inc->final_seq, final_seq, __ATOMIC_RELAXED);
@@ -119,7 +221,7 @@ uint32_t clock_snapshot(const struct clock_sh *clock, uint64_t *out)
     uint32_t i, n = ninc_of(clock);
 
     for (i = 0; i < n; ++i)
-        out[i] = clock_applied(clock, i);
+        out[i] = (clock_flags(clock, i) & (INC_FOLDED | INC_FREE)) ? 0 : clock_applied(clock, i);
     return n;
 }
 

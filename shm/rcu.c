@@ -85,6 +85,17 @@ void rcu_retire_sh(struct rcu_sh *rcu, struct rcu_node *node)
     cmm_smp_mb();
 }
 
+uint64_t rcu_advance_sh(struct rcu_sh *rcu)
+{
+    uint64_t e;
+
+    cmm_smp_mb();
+    e = uatomic_read(&rcu->epoch);
+    uatomic_add(&rcu->epoch, 1);
+    cmm_smp_mb();
+    return e;
+}
+
 uint64_t rcu_min_epoch_sh(struct rcu_sh *rcu)
 {
     uint64_t min = UINT64_MAX, e;

@@ -87,5 +87,9 @@ void rcu_retire_sh(struct rcu_sh *rcu, struct rcu_node *node);
 size_t rcu_reclaim_sh(struct rcu_sh *rcu, struct arena_sh *arena);
 /* Smallest epoch held by a live reader, or UINT64_MAX when all are idle. */
 uint64_t rcu_min_epoch_sh(struct rcu_sh *rcu);
+/* Writer lock held.  End the current epoch after an unlink that is not an
+ * rcu_node (an incarnation row): returns the epoch E it was unlinked in;
+ * it may be reused once rcu_min_epoch_sh() > E. */
+uint64_t rcu_advance_sh(struct rcu_sh *rcu);
 
 #endif

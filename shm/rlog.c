@@ -60,12 +60,12 @@ static void fold_tail_clock_sh(struct rlog_sh *rlog, const struct rlog_rec *r)
         __atomic_store_n(&rlog->tail_clock[r->origin], r->seq, __ATOMIC_RELAXED);
 }
 
-/* Writer lock held.  Advance tail until [tail, new_head) fits the ring. */
-static void make_room_sh(struct rlog_sh *rlog, uint64_t new_head)
+/* Writer lock held.  Advance tail to the first record at or past until. */
+static void drop_before_sh(struct rlog_sh *rlog, uint64_t until)
 {
     uint64_t tail = rlog->tail;
 
-    while (new_head - tail > rlog->size && tail < rlog->head) {
+    while (tail < until && tail < rlog->head) {
         const struct rlog_rec *r = (const struct rlog_rec *)(rlog->ring + tail % rlog->size);
         if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 ||
             (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC)) {
@@ -84,6 +84,18 @@ static void make_room_sh(struct rlog_sh *rlog, uint64_t new_head)
          * overwritten: that is what a reader's re-check relies on. */
         cmm_smp_mb();
     }
+}
+
+/* Writer lock held.  Advance tail until [tail, new_head) fits the ring. */
+static void make_room_sh(struct rlog_sh *rlog, uint64_t new_head)
+{
+    if (new_head > rlog->size)
+        drop_before_sh(rlog, new_head - rlog->size);
+}
+
+void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos)
+{
+    drop_before_sh(rlog, pos);
 }
 
 /* Fill a record of len bytes at p, which nothing in [tail, head) covers. */

@@ -99,6 +99,10 @@ static inline const char *rlog_rec_value(const struct rlog_rec *r)
     return rlog_rec_key(r) + r->klen;
 }
 
+/* Writer lock held.  Drop every record before pos (folding them into
+ * tail_clock, as overwriting would): nobody needs them any more. */
+void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos);
+
 /* Writer lock held: fold a state transfer's clock into tail_clock. */
 void rlog_mark_installed_sh(struct rlog_sh *rlog, const uint64_t *clock, uint32_t n);
 

@@ -45,6 +45,8 @@ struct proc_stats {
     uint64_t records_shipped;
     uint64_t bytes_shipped;
     uint64_t snapshots_installed;
+    uint64_t incarnations_folded;
+    uint64_t incarnations_freed;
     uint64_t peer_queued_bytes[VIEW_MAX];
     uint64_t peer_lag_ms[VIEW_MAX];
 } __attribute__((aligned(64)));

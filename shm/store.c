@@ -194,7 +194,7 @@ static size_t sparse_clock(const struct clock_sh *clock, struct vc_pair *out)
     uint32_t id, n = 0, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
 
     for (id = 0; id < ninc; ++id)
-        if (clock->applied[id] != 0)
+        if (clock->applied[id] != 0 && !clock_folded(clock, id))
             out[n].id = id, out[n].n = clock->applied[id], ++n;
     return n;
 }
@@ -295,8 +295,8 @@ static int deps_met(const struct clock_sh *clock, const struct store_record *rec
 static enum store_apply apply_one(shm_t *shm, const struct store_record *rec)
 {
     struct clock_sh *clock = shm->clock;
-    if (clock->applied[rec->origin] >= rec->seq)
-        return APPLY_DUP;
+    if (clock->applied[rec->origin] >= rec->seq || clock_folded(clock, rec->origin))
+        return APPLY_DUP; /* a folded life's writes are applied everywhere already */
     if (clock->applied[rec->origin] + 1 != rec->seq || !deps_met(clock, rec))
         return APPLY_WAIT;
     if (write_locked(shm, rec) != STORE_CREATED)
@@ -331,24 +331,56 @@ int store_covers(shm_t *shm, const struct vc_pair *m, size_t n)
     return clock_covers(shm->clock, m, n);
 }
 
-int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids)
+int store_intern2_sh(shm_t *shm,
+                     const char (*addr)[ADDR_MAX],
+                     const uint64_t *stamp,
+                     const uint8_t *folded,
+                     size_t n,
+                     int32_t *ids)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = mono_ms(), reuse_before;
     size_t i;
     int r = 0;
 
     for (i = 0; i < n; ++i)
-        if ((ids[i] = clock_find(shm->clock, addr[i], stamp[i])) < 0)
+        if ((ids[i] = clock_find(shm->clock, addr[i], stamp[i])) < 0 || (clock_flags(shm->clock, (uint32_t)ids[i]) & INC_STALE))
             break;
     if (i == n)
-        return 0; /* all known: no lock needed */
+        return 0; /* all known (and none below a floor): no lock needed */
     lock_acquire_sh(shm->lock);
+    /* a freed row is reused only once every reader that might still
+     * hold its id has left its read-side section */
+    reuse_before = rcu_min_epoch_sh(shm->rcu);
     for (; i < n; ++i)
-        if ((ids[i] = clock_find(shm->clock, addr[i], stamp[i])) < 0 &&
-            (ids[i] = clock_intern_sh(shm->clock, addr[i], stamp[i], now)) < 0)
+        if ((ids[i] = clock_intern2_sh(shm->clock, addr[i], stamp[i], now, reuse_before, folded && folded[i])) < 0)
             r = -1;
     lock_release_sh(shm->lock);
     return r;
+}
+
+size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, size_t budget, int *done)
+{
+    struct table_slots *s;
+    const struct clock_sh *clock = shm->clock;
+    size_t n = 0;
+    uint64_t i;
+
+    lock_acquire_sh(shm->lock);
+    s = shm->table->slots;
+    for (i = *cursor; i <= s->mask && budget != 0; ++i, --budget) {
+        struct entry *e = s->slot[i];
+        int floor;
+        if (e == NULL || e == TABLE_DELETED || !(clock_flags(clock, e->origin) & INC_STALE))
+            continue;
+        if ((floor = clock_floor(clock, clock->inc[e->origin].addr)) < 0)
+            continue; /* cannot happen: a STALE row has a newer floor */
+        __atomic_store_n(&e->origin, (uint16_t)floor, __ATOMIC_RELEASE);
+        ++n;
+    }
+    *done = i > s->mask;
+    *cursor = *done ? 0 : i;
+    lock_release_sh(shm->lock);
+    return n;
 }
 
 /* Writer lock held: publish one transferred entry if it is newer. */
@@ -443,7 +475,8 @@ static int drop_stale(const struct entry *e, void *arg)
     struct stale_ctx *ctx = arg;
     struct store_record probe = { 0 };
 
-    if (e->origin >= ctx->ninc || e->seq > ctx->clock[e->origin])
+    /* a folded life's write is applied everywhere, the source included */
+    if (e->origin >= ctx->ninc || (e->seq > ctx->clock[e->origin] && !clock_folded(ctx->shm->clock, e->origin)))
         return 0;
     probe.key = entry_key(e);
     probe.klen = e->klen;
@@ -512,7 +545,18 @@ static int check_entry(const struct entry *e, void *arg)
     struct check_ctx *ctx = arg;
     const struct clock_sh *clock = ctx->shm->clock;
 
-    if (e->origin >= clock->ninc || e->seq == 0 || e->seq > clock->applied[e->origin]) {
+    if (e->origin < clock->ninc && (clock->inc[e->origin].flags & INC_FREE)) {
+        snprintf(ctx->buf,
+                 ctx->buflen,
+                 "entry %.*s: refers to freed incarnation %u",
+                 (int)e->klen,
+                 entry_key(e),
+                 (unsigned)e->origin);
+        ctx->bad = 1;
+        return 1;
+    }
+    if (e->origin >= clock->ninc || e->seq == 0 ||
+        (e->seq > clock->applied[e->origin] && !(clock->inc[e->origin].flags & INC_FOLDED))) {
         snprintf(ctx->buf,
                  ctx->buflen,
                  "entry %.*s: write %u/%llu not covered by the clock",
@@ -570,7 +614,8 @@ int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
             break;
         }
         const struct rlog_rec *h = (const void *)rec;
-        if (h->origin >= shm->clock->ninc || h->seq <= prev_seq[h->origin] || h->seq > shm->clock->applied[h->origin]) {
+        if (h->origin >= shm->clock->ninc || (shm->clock->inc[h->origin].flags & INC_FREE) ||
+            h->seq <= prev_seq[h->origin] || h->seq > shm->clock->applied[h->origin]) {
             snprintf(buf,
                      buflen,
                      "replication log: record %u/%llu out of order or beyond the clock",

@@ -80,9 +80,27 @@ void store_recover_sh(void *shm);
 int store_covers(shm_t *shm, const struct vc_pair *m, size_t n);
 
 /* Intern incarnations (writer lock taken inside): ids[i] gets the local
- * id of (addr[i], stamp[i]), or -1 if the table is full.  Returns 0, or -1
- * if any could not be interned. */
-int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids);
+ * id of (addr[i], stamp[i]) -- the floor row for a life folded here --
+ * or -1 if the table is full.  folded (NULL: none) marks lives the sender
+ * has folded; new here, they are born folded.  Returns 0, or -1 if any
+ * could not be interned. */
+int store_intern2_sh(shm_t *shm,
+                     const char (*addr)[ADDR_MAX],
+                     const uint64_t *stamp,
+                     const uint8_t *folded,
+                     size_t n,
+                     int32_t *ids);
+static inline int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids)
+{
+    return store_intern2_sh(shm, addr, stamp, NULL, n, ids);
+}
+
+/* Relabel up to budget table slots from *cursor: an entry whose origin is
+ * a STALE incarnation gets its address's floor row instead, so the STALE
+ * row can be freed.  *done is set when the pass reached the end (the
+ * cursor then starts over).  Writer lock taken inside.  Returns how many
+ * entries were relabelled. */
+size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, size_t budget, int *done);
 
 
 /* Install a state transfer (entries are records whose deps are ignored,

@@ -180,6 +180,33 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "State transfers installed.",
            "%" PRIu64,
            sum->snapshots_installed);
+    {
+        uint32_t folded, used = clock_count(shm->clock, &folded);
+        SCALAR(&o,
+               "kvsd_incarnations",
+               "gauge",
+               "Rows of the incarnation table in use (live, retired and folded).",
+               "%u",
+               used);
+        SCALAR(&o,
+               "kvsd_incarnations_folded",
+               "gauge",
+               "Folded incarnations still holding a row (floors and rows not yet freed).",
+               "%u",
+               folded);
+    }
+    SCALAR(&o,
+           "kvsd_incarnations_folded_total",
+           "counter",
+           "Retired incarnations folded away.",
+           "%" PRIu64,
+           sum->incarnations_folded);
+    SCALAR(&o,
+           "kvsd_incarnations_freed_total",
+           "counter",
+           "Incarnation rows freed for reuse.",
+           "%" PRIu64,
+           sum->incarnations_freed);
     SCALAR(&o,
            "kvsd_writes_lost_total",
            "counter",

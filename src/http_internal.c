@@ -72,9 +72,13 @@ static void send_clock(struct http_env *env, h2o_req_t *req)
     struct buf out = { 0 };
 
     wire_enc_init(&e);
-    for (id = 0; id < ninc; ++id)
+    for (id = 0; id < ninc; ++id) {
+        uint32_t flags = clock_flags(shm->clock, id);
         if (c[id] != 0)
             wire_enc_count(&e, shm->clock, id, c[id], 0, 0);
+        else if ((flags & (INC_FOLDED | INC_STALE | INC_FREE)) == INC_FOLDED)
+            wire_enc_count(&e, shm->clock, id, 0, INC_FOLDED, 0); /* a floor: lives up to it are folded */
+    }
     self_inc(shm, &from);
     wire_enc_finish(&e, "KVC1", &from, __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE) ? WIRE_READY : 0, &out);
     wire_enc_free(&e);
@@ -95,8 +99,13 @@ static int replicate(struct http_env *env, h2o_req_t *req)
         http_send_lit(req, 400, "{\"error\": \"Malformed batch\"}");
         return 0;
     }
+    /* the ids wire_localize() hands out stay valid until we leave the
+     * read-side section: a freed incarnation row is reused only after */
+    rcu_read_lock_sh(shm->rcu, env->slot);
     if (wire_localize(shm, &msg, ids) != 0) {
+        rcu_read_unlock_sh(shm->rcu, env->slot);
         wire_msg_free(&msg);
+        log_warn("peer=%s: incarnation table full (%u rows), batch refused", msg.from.addr, CLOCK_MAX);
         http_send_lit(req, 507, "{\"error\": \"Too many incarnations\"}");
         return 0;
     }
@@ -105,6 +114,7 @@ static int replicate(struct http_env *env, h2o_req_t *req)
      * others' writes (see peer.c); else it finds them on its tick */
     if (store_apply_records_sh(shm, msg.rec, msg.nrec, result) != 0)
         http_wake_replicator(env, REPL_WAKE_RELAY);
+    rcu_read_unlock_sh(shm->rcu, env->slot);
     if (msg.flags & WIRE_SNAPSHOT_NEEDED) {
         lock_acquire_sh(shm->lock);
         memcpy(shm->snapshot_from, msg.from.addr, ADDR_MAX);
@@ -162,6 +172,8 @@ static int snapshot(struct http_env *env, h2o_req_t *req)
     ninc = shm->clock->ninc;
     for (id = 0; id < ninc; ++id) {
         const struct incarnation *inc = &shm->clock->inc[id];
+        if (inc->flags & (INC_STALE | INC_FREE))
+            continue; /* below a floor, or empty */
         if (shm->clock->applied[id] != 0 || (inc->flags & INC_FINAL))
             wire_enc_count(&e, shm->clock, id, shm->clock->applied[id], inc->flags, inc->final_seq);
     }

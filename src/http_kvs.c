@@ -16,6 +16,7 @@
 #include "store.h"
 #include "table.h"
 #include "util.h"
+#include "view.h"
 
 #define E_TOO_LONG "{\"error\": \"Key is too long\"}"
 #define E_NO_VALUE "{\"error\": \"PUT request does not specify a value\"}"
@@ -34,28 +35,43 @@ struct deps {
     int unknown; /* names writes of an incarnation never heard of */
 };
 
-/* An incarnation we never heard of, older than one we know at the same
- * address, is a previous life of that replica whose writes no one passed
- * on (else we would know it).  Intern it: it is retired, and once settled
- * its writes count as lost instead of causing 503 for ever. */
-static int intern_if_retired(shm_t *shm, const struct clock_ref *ref)
+/* Has every other view member reported its clock since t? */
+static int reported_since(const struct view_sh *view, uint64_t t)
 {
-    uint32_t i, ninc = __atomic_load_n(&shm->clock->ninc, __ATOMIC_ACQUIRE);
-    char addr[1][ADDR_MAX];
-    int32_t id;
+    uint32_t i, n = __atomic_load_n(&view->n, __ATOMIC_ACQUIRE);
 
-    for (i = 0; i < ninc; ++i)
-        if (strcmp(shm->clock->inc[i].addr, ref->addr) == 0 && shm->clock->inc[i].stamp > ref->stamp)
-            break;
-    if (i == ninc)
-        return -1;
-    memcpy(addr[0], ref->addr, ADDR_MAX);
-    if (store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, &ref->stamp, 1, &id) != 0)
-        return -1;
-    log_info("client metadata names %s/%llu, an earlier life of a known replica: tracking it as retired",
-             ref->addr,
-             (unsigned long long)ref->stamp);
-    return id;
+    for (i = 0; i < n && i < VIEW_MAX; ++i) {
+        const struct view_member *m = &view->m[i];
+        if (!__atomic_load_n(&m->in_view, __ATOMIC_ACQUIRE) || m->state == PEER_SELF)
+            continue;
+        if (__atomic_load_n(&m->acked_at_ms, __ATOMIC_ACQUIRE) <= t)
+            return 0;
+    }
+    return 1;
+}
+
+/* An incarnation the client names that has no row here.  It is met,
+ * without a row, when the address has a newer life that is folded, or
+ * whose appearance every view member has reported its clock since: a
+ * member holding any write of the older life would have named it in that
+ * report, and we would know it, so its writes are lost (or folded away).
+ * Otherwise (a life newer than all we know, or one we may yet hear of)
+ * the answer is 503.  Client input never makes a row (doc/design.md,
+ * "Settled floor"). */
+static int unknown_met(shm_t *shm, const struct clock_ref *ref)
+{
+    const struct clock_sh *clock = shm->clock;
+    uint32_t i, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+
+    for (i = 0; i < ninc; ++i) {
+        const struct incarnation *inc = &clock->inc[i];
+        uint32_t flags = clock_flags(clock, i);
+        if ((flags & INC_FREE) || inc->stamp <= ref->stamp || strncmp(inc->addr, ref->addr, ADDR_MAX) != 0)
+            continue;
+        if ((flags & INC_FOLDED) || reported_since(shm->view, inc->born_ms))
+            return 1;
+    }
+    return 0;
 }
 
 static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
@@ -73,11 +89,13 @@ static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
         int id;
         if (refs[i].n == 0)
             continue;
-        if ((id = clock_find(shm->clock, refs[i].addr, refs[i].stamp)) < 0 &&
-            (id = intern_if_retired(shm, &refs[i])) < 0) {
-            d->unknown = 1;
+        if ((id = clock_find(shm->clock, refs[i].addr, refs[i].stamp)) < 0) {
+            if (!unknown_met(shm, &refs[i]))
+                d->unknown = 1;
             continue;
         }
+        if (clock_folded(shm->clock, (uint32_t)id))
+            continue; /* applied everywhere; never named again */
         d->pair[d->n].id = (uint32_t)id;
         d->pair[d->n].n = refs[i].n;
         d->n++;
@@ -153,10 +171,9 @@ static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t 
     char *body;
     size_t n, cap;
 
-    rcu_read_lock_sh(shm->rcu, env->slot);
+    /* the caller holds the RCU read lock */
     e = table_lookup_sh(shm->table, key, klen, table_hash(key, klen));
     if (e == NULL || (e->flags & ENTRY_TOMBSTONE)) {
-        rcu_read_unlock_sh(shm->rcu, env->slot);
         http_send_lit(req, 404, E_NO_KEY);
         return 0;
     }
@@ -168,9 +185,10 @@ static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t 
     n = sizeof(head) - 1;
     memcpy(body + n, entry_value(e), e->vlen);
     n += e->vlen;
-    origin = e->origin;
+    origin = __atomic_load_n(&e->origin, __ATOMIC_ACQUIRE);
     seq = e->seq;
-    rcu_read_unlock_sh(shm->rcu, env->slot);
+    if (clock_folded(shm->clock, origin))
+        origin = CLOCK_MAX; /* a folded life is never named */
 
     /* the clock may not show the entry's write yet (it is published
      * before the clock advances): cover it explicitly */
@@ -261,16 +279,25 @@ int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t ra
         http_send_lit(req, 400, E_NOT_OBJECT);
         return 0;
     }
+    /* From here to the response, the incarnation ids in d and in entries
+     * stay valid: a freed row is reused only after every reader that
+     * could hold its id has left its read-side section. */
+    rcu_read_lock_sh(env->shm->rcu, env->slot);
     if (resolve_deps(env->shm, body.metadata, &d) != 0) {
+        rcu_read_unlock_sh(env->shm->rcu, env->slot);
         http_send_lit(req, 400, E_BAD_META);
         return 0;
     }
     if (!__atomic_load_n(&env->shm->ready, __ATOMIC_ACQUIRE) || d.unknown || !store_covers(env->shm, d.pair, d.n)) {
+        rcu_read_unlock_sh(env->shm->rcu, env->slot);
         http_send_lit(req, 503, E_UNSATISFIED);
         return 0;
     }
     note_lost(env->shm, &d);
     if (is_get)
-        return do_get(env, req, key, klen, &d);
-    return do_write(env, req, key, klen, is_put ? body.value : (struct json_span){ NULL, 0 }, body.value_has_ws, &d);
+        do_get(env, req, key, klen, &d);
+    else
+        do_write(env, req, key, klen, is_put ? body.value : (struct json_span){ NULL, 0 }, body.value_has_ws, &d);
+    rcu_read_unlock_sh(env->shm->rcu, env->slot);
+    return 0;
 }

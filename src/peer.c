@@ -196,6 +196,19 @@ void peer_removed(struct replicator *r, struct peer *p)
 
 /* --- clocks ----------------------------------------------------------------- */
 
+/* The peer has folded every life of inc's address up to inc's stamp: it
+ * has all of each of them (ACKED_FOLDED). */
+static void ack_folded(const struct clock_sh *clock, uint32_t id, uint64_t *acked)
+{
+    const struct incarnation *floor = &clock->inc[id];
+    uint32_t i, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+
+    for (i = 0; i < ninc; ++i)
+        if (!(clock_flags(clock, i) & INC_FREE) && clock->inc[i].stamp <= floor->stamp &&
+            strncmp(clock->inc[i].addr, floor->addr, ADDR_MAX) == 0)
+            acked[i] = ACKED_FOLDED;
+}
+
 int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, size_t len, uint32_t *flags)
 {
     struct view_member *m = &r->shm->view->m[p->row];
@@ -222,7 +235,11 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
     }
     memset(acked, 0, sizeof(acked));
     for (i = 0; i < msg.ncount; ++i)
-        acked[msg.count[i].inc] = msg.count[i].n;
+        if (msg.count[i].inc != WIRE_NO_INC && !(msg.count[i].flags & INC_FOLDED))
+            acked[msg.count[i].inc] = msg.count[i].n;
+    for (i = 0; i < msg.ncount; ++i)
+        if (msg.count[i].inc != WIRE_NO_INC && (msg.count[i].flags & INC_FOLDED))
+            ack_folded(r->shm->clock, msg.count[i].inc, acked);
     for (i = 0; i < CLOCK_MAX; ++i)
         if (m->acked[i] != acked[i])
             __atomic_store_n(&m->acked[i], acked[i], __ATOMIC_RELAXED);
@@ -341,6 +358,10 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                 break;
             if (n > 0) {
                 at = pos - (uint64_t)n; /* past any pad */
+                if (clock_folded(r->shm->clock, hdr.origin)) {
+                    scan_push(p, at, hdr.origin, 0); /* everyone has it */
+                    continue;
+                }
                 scan_push(p, at, hdr.origin, hdr.seq);
                 if (hdr.seq <= m->acked[hdr.origin])
                     continue;

@@ -73,6 +73,8 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
     }
     memset(clock, 0, sizeof(clock));
     for (i = 0; i < msg.ncount; ++i) {
+        if (msg.count[i].inc == WIRE_NO_INC)
+            continue;
         clock[msg.count[i].inc] = msg.count[i].n;
         if (msg.count[i].inc + 1 > ninc)
             ninc = msg.count[i].inc + 1;
@@ -82,7 +84,10 @@ static int install_snapshot(struct replicator *r, const char *body, size_t len, 
         /* adopt retirements the peer has already settled */
         lock_acquire_sh(r->shm->lock);
         for (i = 0; i < msg.ncount; ++i) {
-            struct incarnation *inc = &r->shm->clock->inc[msg.count[i].inc];
+            struct incarnation *inc;
+            if (msg.count[i].inc == WIRE_NO_INC)
+                continue;
+            inc = &r->shm->clock->inc[msg.count[i].inc];
             if ((msg.count[i].flags & INC_FINAL) && !(inc->flags & INC_FINAL))
                 clock_settle_sh(r->shm->clock, msg.count[i].inc, msg.count[i].final_seq);
         }
@@ -235,7 +240,8 @@ static void settle_retired(struct replicator *r)
             if (p->row < 0 || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
                 continue;
             m = &r->shm->view->m[p->row];
-            if (m->acked_at_ms <= inc->retired_at_ms || m->acked[id] > clock_applied(clock, id))
+            if (m->acked_at_ms <= inc->retired_at_ms ||
+                (m->acked[id] != ACKED_FOLDED && m->acked[id] > clock_applied(clock, id)))
                 settled = 0;
         }
         if (!settled)
@@ -248,6 +254,173 @@ static void settle_retired(struct replicator *r)
                  (unsigned long long)inc->stamp,
                  (unsigned long long)inc->final_seq);
     }
+}
+
+/* --- incarnation garbage collection ------------------------------------------ */
+
+#define GC_INTERVAL_MS 1000
+#define RELABEL_BUDGET 65536 /* table slots per lock hold */
+
+/* Every replica we know (evicted ones too) has reported its clock since
+ * `since`, and reported exactly our count of id (or that it folded id). */
+static int peers_agree(struct replicator *r, uint32_t id, uint64_t since)
+{
+    uint64_t have = clock_applied(r->shm->clock, id);
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i) {
+        const struct peer *p = &r->peer[i];
+        const struct view_member *m;
+        uint64_t acked;
+        if (p->row < 0 || p->state == PEER_SELF)
+            continue;
+        m = &r->shm->view->m[p->row];
+        acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
+        if (m->acked_at_ms <= since || (acked != ACKED_FOLDED && acked != have))
+            return 0;
+    }
+    return 1;
+}
+
+/* We have applied everything every replica had when it last reported. */
+static int have_what_peers_had(struct replicator *r)
+{
+    const struct clock_sh *clock = r->shm->clock;
+    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    int i;
+
+    for (i = 0; i < VIEW_MAX; ++i) {
+        const struct peer *p = &r->peer[i];
+        if (p->row < 0 || p->state == PEER_SELF)
+            continue;
+        for (id = 0; id < ninc; ++id) {
+            uint64_t acked = __atomic_load_n(&r->shm->view->m[p->row].acked[id], __ATOMIC_RELAXED);
+            if (acked != ACKED_FOLDED && acked > clock_applied(clock, id) && !clock_folded(clock, id))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Fold every settled retired incarnation that every replica we know
+ * holds exactly as much of as we do (doc/design.md, "Incarnation garbage
+ * collection"). */
+static void fold_settled(struct replicator *r)
+{
+    struct clock_sh *clock = r->shm->clock;
+    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    int checked = 0;
+
+    for (id = 0; id < ninc; ++id) {
+        struct incarnation *inc = &clock->inc[id];
+        if ((clock_flags(clock, id) & (INC_FINAL | INC_FOLDED | INC_FREE)) != INC_FINAL ||
+            clock_applied(clock, id) < inc->final_seq || !peers_agree(r, (uint32_t)id, inc->retired_at_ms))
+            continue;
+        if (!checked++ && !have_what_peers_had(r))
+            return;
+        lock_acquire_sh(r->shm->lock);
+        clock_fold_sh(clock, id, rlog_head(r->shm->rlog));
+        lock_release_sh(r->shm->lock);
+        stats_add(&r->stats->incarnations_folded, 1);
+        log_info("incarnation %s/%llu folded: every replica has all %llu of its writes",
+                 inc->addr,
+                 (unsigned long long)inc->stamp,
+                 (unsigned long long)clock_applied(clock, id));
+    }
+}
+
+/* Can the log drop everything before pos?  Only if every replica we know
+ * has acknowledged each record there (or it is of a folded life). */
+static int log_trimmable(struct replicator *r, uint64_t pos)
+{
+    const struct clock_sh *clock = r->shm->clock;
+    uint64_t at = rlog_tail(r->shm->rlog);
+    struct rlog_rec hdr;
+    long n;
+    int i;
+
+    while (at < pos && (n = rlog_peek(r->shm->rlog, &at, &hdr)) > 0) {
+        if (clock_folded(clock, hdr.origin))
+            continue;
+        for (i = 0; i < VIEW_MAX; ++i) {
+            const struct peer *p = &r->peer[i];
+            if (p->row >= 0 && p->state != PEER_SELF &&
+                __atomic_load_n(&r->shm->view->m[p->row].acked[hdr.origin], __ATOMIC_RELAXED) < hdr.seq)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Free a STALE row: nothing refers to it any more. */
+static void free_row(struct replicator *r, uint32_t id)
+{
+    struct clock_sh *clock = r->shm->clock;
+    char addr[ADDR_MAX];
+    uint64_t stamp = clock->inc[id].stamp;
+    int i;
+
+    memcpy(addr, clock->inc[id].addr, ADDR_MAX);
+    lock_acquire_sh(r->shm->lock);
+    __atomic_store_n(&r->shm->rlog->tail_clock[id], 0, __ATOMIC_RELAXED);
+    clock_free_sh(clock, id, rcu_advance_sh(r->shm->rcu));
+    lock_release_sh(r->shm->lock);
+    for (i = 0; i < VIEW_MAX; ++i)
+        __atomic_store_n(&r->shm->view->m[i].acked[id], 0, __ATOMIC_RELAXED);
+    stats_add(&r->stats->incarnations_freed, 1);
+    log_debug("incarnation %s/%llu freed (row %u)", addr, (unsigned long long)stamp, id);
+}
+
+/* STALE rows (folded lives below their address's floor) are freed once
+ * no entry, no log record and no reader refers to them: a relabel pass
+ * over the table that started after they became STALE moves their
+ * entries to the floor row; the log must have dropped every record from
+ * before they were folded (it is trimmed when every replica has those);
+ * readers are waited for by RCU when the row is reused. */
+static void reclaim_stale(struct replicator *r)
+{
+    struct clock_sh *clock = r->shm->clock;
+    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE), nstale = 0;
+    int done;
+
+    if (!r->relabeling) {
+        for (id = 0; id < ninc; ++id)
+            nstale += r->relabel_rows[id] = (clock_flags(clock, id) & (INC_STALE | INC_FREE)) == INC_STALE;
+        if (nstale == 0)
+            return;
+        r->relabeling = 1;
+        r->relabel_cursor = 0;
+    }
+    store_relabel_sh(r->shm, &r->relabel_cursor, RELABEL_BUDGET, &done);
+    if (!done)
+        return;
+    r->relabeling = 0;
+    for (id = 0; id < ninc; ++id) {
+        uint64_t fold_pos = clock->inc[id].fold_pos;
+        if (!r->relabel_rows[id] || (clock_flags(clock, id) & (INC_STALE | INC_FREE)) != INC_STALE)
+            continue;
+        if (rlog_tail(r->shm->rlog) < fold_pos) {
+            if (!log_trimmable(r, fold_pos))
+                continue; /* a peer still needs records that name it */
+            lock_acquire_sh(r->shm->lock);
+            rlog_trim_sh(r->shm->rlog, fold_pos);
+            lock_release_sh(r->shm->lock);
+        }
+        free_row(r, id);
+    }
+}
+
+static void gc_incarnations(struct replicator *r, uint64_t now)
+{
+    if (r->relabeling) {
+        reclaim_stale(r); /* a pass under way goes on every tick */
+        return;
+    }
+    if (now - r->gc_ms < GC_INTERVAL_MS)
+        return;
+    r->gc_ms = now;
+    fold_settled(r);
+    reclaim_stale(r);
 }
 
 /* --- tombstones ---------------------------------------------------------------- */
@@ -274,6 +447,9 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
         return;
     r->reaped_ms = now;
     memcpy(floor, applied, sizeof(floor));
+    for (id = 0; id < ninc; ++id)
+        if (clock_folded(r->shm->clock, id))
+            floor[id] = UINT64_MAX; /* applied everywhere */
     for (i = 0; i < VIEW_MAX; ++i) {
         const struct peer *p = &r->peer[i];
         const struct view_member *m;
@@ -284,6 +460,10 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
             return; /* never heard from: it may hold anything */
         for (id = 0; id < ninc; ++id) {
             uint64_t acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
+            if (clock_folded(r->shm->clock, id) || acked == ACKED_FOLDED) {
+                floor[id] = UINT64_MAX; /* applied everywhere */
+                continue;
+            }
             if (acked > applied[id])
                 return; /* it has writes we lack, maybe concurrent ones */
             if (acked < floor[id])
@@ -321,6 +501,8 @@ static void tick(struct replicator *r)
     settle_retired(r);
     /* tombstones every member has applied? */
     reap_tombstones(r, now);
+    /* incarnations every replica has all of? */
+    gc_incarnations(r, now);
 }
 
 /* Active, clock known, no batch in flight, not backing off. */

@@ -75,6 +75,12 @@ struct replicator {
     uint64_t log_seen;
     uint64_t reaped_ms;
 
+    /* incarnation garbage collection (replicator.c gc_incarnations) */
+    uint64_t gc_ms;
+    uint64_t relabel_cursor;
+    int relabeling;                 /* a relabel pass is under way */
+    uint8_t relabel_rows[CLOCK_MAX]; /* STALE when the pass started */
+
     /* joining: 0 pinging peers, 1 pulling a snapshot, 2 done */
     int join_phase;
     int join_pending;

@@ -107,16 +107,22 @@ void wire_enc_record(struct wire_enc *e,
                      const struct vc_pair *deps,
                      size_t ndeps)
 {
-    size_t i;
+    size_t i, live = 0;
 
+    /* a folded life is applied everywhere: a dependency on it is met
+     * wherever the record goes, and the life is never named again */
+    for (i = 0; i < ndeps; ++i)
+        live += !clock_folded(clock, deps[i].id);
     put32(&e->recs, wire_enc_inc(e, clock, origin));
     put64(&e->recs, seq);
     put64(&e->recs, lamport);
     put8(&e->recs, tombstone ? 1 : 0);
     put8(&e->recs, (uint8_t)klen);
     put32(&e->recs, (uint32_t)vlen);
-    put16(&e->recs, (uint16_t)ndeps);
+    put16(&e->recs, (uint16_t)live);
     for (i = 0; i < ndeps; ++i) {
+        if (clock_folded(clock, deps[i].id))
+            continue;
         put32(&e->recs, wire_enc_inc(e, clock, deps[i].id));
         put64(&e->recs, deps[i].n);
     }
@@ -319,23 +325,63 @@ void wire_msg_free(struct wire_msg *msg)
     msg->count = NULL;
 }
 
+/* A life the sender has folded, in a clock report: known here, or below
+ * the floor of its address, or not worth a row (-1). */
+static int32_t resolve_folded(shm_t *shm, const struct wire_inc *inc)
+{
+    int id = clock_find(shm->clock, inc->addr, inc->stamp), floor;
+
+    if (id < 0 && (floor = clock_floor(shm->clock, inc->addr)) >= 0 && inc->stamp <= shm->clock->inc[floor].stamp)
+        id = floor;
+    return id;
+}
+
 /* Map the message's incarnation indexes to local ids, in place. */
 int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids)
 {
     char(*addr)[ADDR_MAX] = xmalloc(sizeof(*addr) * (msg->ninc + 1));
     uint64_t *stamp = xmalloc(sizeof(*stamp) * (msg->ninc + 1));
-    uint32_t i, j;
+    uint8_t *folded = calloc(msg->ninc + 1, 1), *fl = calloc(msg->ninc + 1, 1);
+    int32_t *sub = xmalloc(sizeof(*sub) * (msg->ninc + 1));
+    int report = memcmp(msg->magic, "KVC1", 4) == 0, pass;
+    uint32_t i, j, n = 0;
     int r;
 
-    for (i = 0; i < msg->ninc; ++i) {
-        memcpy(addr[i], msg->inc[i].addr, ADDR_MAX);
-        stamp[i] = msg->inc[i].stamp;
+    if (folded == NULL || fl == NULL)
+        abort();
+    for (i = 0; i < msg->ncount; ++i)
+        if (msg->count[i].flags & INC_FOLDED)
+            folded[msg->count[i].inc] = 1;
+    /* Lives the sender folded are interned (born folded) only from a
+     * snapshot, which a joining replica needs them from; a clock report's
+     * never makes a row. */
+    for (pass = 1; pass >= 0; --pass) /* folded ones first: they raise floors */
+        for (i = 0; i <= msg->ninc; ++i) {
+            const struct wire_inc *inc = i < msg->ninc ? &msg->inc[i] : &msg->from;
+            int f = i < msg->ninc && folded[i];
+            if (f != pass)
+                continue;
+            if (report && f) {
+                ids[i] = resolve_folded(shm, inc);
+                continue;
+            }
+            memcpy(addr[n], inc->addr, ADDR_MAX);
+            stamp[n] = inc->stamp;
+            fl[n] = (uint8_t)f;
+            sub[n++] = (int32_t)i;
+        }
+    {
+        int32_t *got = xmalloc(sizeof(*got) * (n ? n : 1));
+        r = store_intern2_sh(shm, (const char(*)[ADDR_MAX])addr, stamp, fl, n, got);
+        for (i = 0; i < n; ++i)
+            ids[sub[i]] = got[i];
+        free(got);
     }
-    memcpy(addr[msg->ninc], msg->from.addr, ADDR_MAX);
-    stamp[msg->ninc] = msg->from.stamp;
-    r = store_intern_sh(shm, (const char(*)[ADDR_MAX])addr, stamp, msg->ninc + 1, ids);
     free(addr);
     free(stamp);
+    free(folded);
+    free(fl);
+    free(sub);
     if (r != 0)
         return -1;
     for (i = 0; i < msg->nrec; ++i) {
@@ -345,6 +391,6 @@ int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids)
             deps[j].id = (uint32_t)ids[deps[j].id];
     }
     for (i = 0; i < msg->ncount; ++i)
-        msg->count[i].inc = (uint32_t)ids[msg->count[i].inc];
+        msg->count[i].inc = ids[msg->count[i].inc] < 0 ? WIRE_NO_INC : (uint32_t)ids[msg->count[i].inc];
     return 0;
 }

@@ -107,9 +107,15 @@ struct wire_msg {
 
 int wire_decode(const char *p, size_t len, struct wire_msg *msg);
 
+/* A count naming a life the sender folded that has no row here. */
+#define WIRE_NO_INC UINT32_MAX
+
 /* Intern the message's incarnations (and its sender) locally and rewrite
- * every incarnation index in records, deps and counts to a local id.
- * ids needs msg->ninc + 1 slots; ids[msg->ninc] is the sender's id. */
+ * every incarnation index in records, deps and counts to a local id (a
+ * life folded here maps to its address's floor row).  A clock report's
+ * count for a life the sender folded and we do not know becomes
+ * WIRE_NO_INC.  ids needs msg->ninc + 1 slots; ids[msg->ninc] is the
+ * sender's id. */
 int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids);
 void wire_msg_free(struct wire_msg *msg);
 
