@@ -3,7 +3,9 @@
  * (shm/clock.c): interning and finding incarnations, retiring older
  * incarnations of an address, covers() with applied components and with
  * settled (INC_FINAL) retired ones, max-only advances, snapshots, the
- * Lamport clock, and the table's limits.
+ * Lamport clock, the table's limits, and garbage collection: folding,
+ * floors, STALE rows, freeing and reuse after a grace epoch, and a table
+ * that never fills across 10,000 lives of one address.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,82 @@
 #include "tap.h"
 
 static struct clock_sh clock_;
+static struct clock_sh gc_;
+
+/* Fold, free and reuse: lives of one address come and go forever. */
+static void test_gc(void)
+{
+    struct clock_sh *c = &gc_;
+    uint64_t snap[CLOCK_MAX];
+    struct vc_pair m[1];
+    int a, b1, b2, b3, floor, again, life, prev, cur, bad = 0;
+    uint32_t folded;
+
+    clock_init(c);
+    a = clock_intern_sh(c, "10.0.0.1:8090", 1, 0);
+    b1 = clock_intern_sh(c, "10.0.0.2:8090", 10, 0);
+    clock_advance_sh(c, (uint32_t)b1, 3);
+    b2 = clock_intern2_sh(c, "10.0.0.2:8090", 20, 100, 0, 0);
+    ok(c->inc[b2].born_ms == 100 && (c->inc[b1].flags & INC_RETIRED), "a new life: born_ms set, the old one retired");
+    clock_settle_sh(c, (uint32_t)b1, 3);
+    clock_fold_sh(c, (uint32_t)b1, 4096);
+    ok((c->inc[b1].flags & INC_FOLDED) && c->inc[b1].fold_pos == 4096, "fold: INC_FOLDED, fold_pos kept");
+    is_int(clock_floor(c, "10.0.0.2:8090"), b1, "the folded life is the address's floor");
+    is_int(clock_floor(c, "10.0.0.1:8090"), -1, "an address with nothing folded has no floor");
+    m[0].id = (uint32_t)b1, m[0].n = 1000;
+    ok(clock_covers(c, m, 1), "any count of a folded life is met");
+    memset(snap, 0x5a, sizeof(snap));
+    clock_snapshot(c, snap);
+    ok(snap[b1] == 0 && snap[a] == 0 && snap[b2] == 0, "a folded life is never named (snapshot 0)");
+    is_int(clock_intern_sh(c, "10.0.0.2:8090", 5, 0), b1, "an older stamp below the floor maps to the floor row");
+    is_int(clock_intern_sh(c, "10.0.0.2:8090", 10, 0), b1, "so does the floor's own stamp");
+    is_int(c->ninc, 3, "and no row was made");
+    b3 = clock_intern_sh(c, "10.0.0.2:8090", 30, 0);
+    clock_settle_sh(c, (uint32_t)b2, 0);
+    clock_fold_sh(c, (uint32_t)b2, 8192);
+    ok((c->inc[b1].flags & INC_STALE) && !(c->inc[b2].flags & INC_STALE), "a newer fold makes the old floor STALE");
+    is_int(clock_floor(c, "10.0.0.2:8090"), b2, "the newer folded life is the floor");
+    is_int(clock_intern_sh(c, "10.0.0.2:8090", 10, 0), b2, "a STALE life's stamp maps to the floor row");
+    clock_count(c, &folded);
+    is_int(folded, 2, "two folded rows until the STALE one is freed");
+    clock_free_sh(c, (uint32_t)b1, 7);
+    ok(c->inc[b1].flags == INC_FREE && c->applied[b1] == 0, "free: only INC_FREE, applied 0");
+    is_int(clock_find(c, "10.0.0.2:8090", 10), -1, "a FREE row is never found");
+    is_int(clock_count(c, NULL), 3, "three rows in use");
+    is_int(clock_intern2_sh(c, "10.0.0.3:8090", 1, 0, 7, 0), 4, "not reused while a reader may hold epoch 7");
+    is_int(clock_intern2_sh(c, "10.0.0.4:8090", 1, 0, 8, 0), b1, "reused once every reader is past it");
+    ok(c->inc[b1].flags == 0 && c->inc[b1].stamp == 1 && strcmp(c->inc[b1].addr, "10.0.0.4:8090") == 0,
+       "the reused row is a new live incarnation");
+    (void)b3;
+
+    /* A snapshot names a folded life we never knew: born folded, a floor. */
+    floor = clock_intern2_sh(c, "10.0.0.5:8090", 50, 0, 0, 1);
+    ok((c->inc[floor].flags & INC_FOLDED) && clock_floor(c, "10.0.0.5:8090") == floor, "born folded: a floor");
+    again = clock_intern_sh(c, "10.0.0.5:8090", 40, 0);
+    is_int(again, floor, "an older life of it maps to that floor");
+
+    /* 10,000 lives of one address, folded and freed as the replicator
+     * does: the table never fills. */
+    clock_init(c);
+    clock_intern_sh(c, "10.0.0.1:8090", 1, 0);
+    prev = clock_intern_sh(c, "10.0.0.2:8090", 1000, 0);
+    for (life = 2; life <= 10000; ++life) {
+        uint32_t i;
+        cur = clock_intern2_sh(c, "10.0.0.2:8090", 1000 + (uint64_t)life, 0, (uint64_t)life, 0);
+        if (cur < 0) {
+            bad = life;
+            break;
+        }
+        clock_advance_sh(c, (uint32_t)cur, 1);
+        clock_settle_sh(c, (uint32_t)prev, c->applied[prev]);
+        clock_fold_sh(c, (uint32_t)prev, 0);
+        for (i = 0; i < c->ninc; ++i)
+            if ((c->inc[i].flags & (INC_STALE | INC_FREE)) == INC_STALE)
+                clock_free_sh(c, i, (uint64_t)life);
+        prev = cur;
+    }
+    ok(bad == 0 && c->ninc <= 5 && clock_count(c, NULL) == 3, "10,000 lives: at most 5 rows ever, 3 in use");
+}
 
 int main(void)
 {
@@ -22,7 +100,8 @@ int main(void)
     char addr[32];
     int i, a1, b1, a2, a0, full = 1;
 
-    plan(34);
+    plan(34 + 22);
+    test_gc();
     ok(clock_size() >= sizeof(struct clock_sh), "clock_size covers the struct");
     memset(c, 0xff, sizeof(*c));
     clock_init(c);
