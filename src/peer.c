@@ -318,113 +318,115 @@ static int log_covers_peer(struct replicator *r, struct peer *p)
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err);
 static int advance_cursor(struct replicator *r, struct peer *p);
 
-/* Assemble and send one batch (possibly empty: a heartbeat). */
-void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
-{
-    const struct view_member *m = &r->shm->view->m[p->row];
-    struct rlog_sh *rlog = r->shm->rlog;
+/* One batch being assembled for a peer. */
+struct batch {
     struct wire_enc enc;
+    uint32_t flags;   /* WIRE_* */
+    uint64_t oldest;  /* append time of the oldest record the peer lacks, or 0 */
+    int need_clock;   /* a record waits on a fresher clock report (ASK) */
+    size_t bytes;
+};
+
+/* The scan's decision for one record, from its header alone. */
+enum take { TAKE_ACKED, TAKE_LATER, TAKE_SHIP };
+
+static enum take decide(struct replicator *r, struct peer *p, struct batch *b, uint64_t at, const struct rlog_rec *hdr, uint64_t now)
+{
+    enum relay rel;
+
+    if (clock_folded(r->shm->clock, hdr->origin)) {
+        scan_push(p, at, hdr->origin, 0); /* everyone has it */
+        return TAKE_ACKED;
+    }
+    scan_push(p, at, hdr->origin, hdr->seq);
+    if (hdr->seq <= r->shm->view->m[p->row].acked[hdr->origin])
+        return TAKE_ACKED;
+    if (b->oldest == 0)
+        b->oldest = hdr->at_ms ? hdr->at_ms : 1;
+    if ((rel = worth_sending(r, p, hdr, now)) == SHIP)
+        return TAKE_SHIP;
+    b->need_clock |= rel == ASK;
+    if (rel == WAIT && p->recheck_at_ms == 0) /* the oldest such comes first */
+        p->recheck_at_ms = now + RELAY_DELAY_MS - ((uint32_t)now - hdr->at_ms);
+    return TAKE_LATER;
+}
+
+static void batch_reset(struct batch *b)
+{
+    wire_enc_free(&b->enc);
+    wire_enc_init(&b->enc);
+    b->bytes = 0;
+    b->oldest = 0;
+}
+
+/* Scan the log from the peer's cursor and put what it should get now
+ * into the batch, up to BATCH_BYTES / BATCH_RECORDS. */
+static void fill_batch(struct replicator *r, struct peer *p, struct batch *b, uint64_t now)
+{
+    struct rlog_sh *rlog = r->shm->rlog;
+    uint64_t pos;
+
+    if (!log_covers_peer(r, p)) {
+        b->flags |= WIRE_SNAPSHOT_NEEDED;
+        p->cursor = rlog_tail(rlog);
+    }
+    pos = p->cursor;
+    while (b->bytes < BATCH_BYTES && b->enc.nrec < BATCH_RECORDS) {
+        const struct rlog_rec *rec = (const void *)r->rbuf;
+        struct rlog_rec hdr;
+        size_t need = 0;
+        uint64_t at;
+        long n = rlog_peek(rlog, &pos, &hdr);
+
+        if (n == 0)
+            break;
+        if (n > 0) {
+            at = pos - (uint64_t)n; /* past any pad */
+            if (decide(r, p, b, at, &hdr, now) != TAKE_SHIP)
+                continue;
+            /* read it in full: the header said what the ring held */
+            pos = at;
+            while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)
+                r->rbuf = xrealloc(r->rbuf, r->rcap = need);
+        }
+        if (n <= 0) { /* overwritten under us: start again at the tail */
+            p->nscan = 0;
+            batch_reset(b);
+            pos = p->cursor = rlog_tail(rlog);
+            if (!log_covers_peer(r, p))
+                b->flags |= WIRE_SNAPSHOT_NEEDED;
+            continue;
+        }
+        wire_enc_record(&b->enc,
+                        r->shm->clock,
+                        rec->origin,
+                        rec->seq,
+                        rec->lamport,
+                        (rec->flags & RLOG_TOMBSTONE) != 0,
+                        rlog_rec_key(rec),
+                        rec->klen,
+                        rlog_rec_value(rec),
+                        rec->vlen,
+                        rlog_rec_deps(rec),
+                        rec->ndeps);
+        b->bytes += (size_t)n;
+    }
+    p->scan_end = pos;
+}
+
+/* Hand the batch to the peer's connection (httpc owns the bytes). */
+static void send_batch(struct replicator *r, struct peer *p, struct batch *b, uint64_t now)
+{
     struct wire_inc from;
     struct buf out = { 0 };
-    uint32_t flags = 0;
-    uint64_t pos, oldest = 0;
-    int need_clock = 0;
-    enum relay rel;
-    size_t bytes = 0;
 
-    if (p->inflight)
-        return;
-    wire_enc_init(&enc);
-    p->nscan = 0;
-    p->recheck_at_ms = 0;
-    if (!p->clock_known) {
-        /* an empty batch first: learn what the peer has */
-        p->cursor = rlog_tail(rlog);
-        p->scan_end = p->cursor;
-    } else {
-        if (!log_covers_peer(r, p)) {
-            flags |= WIRE_SNAPSHOT_NEEDED;
-            p->cursor = rlog_tail(rlog);
-        }
-        pos = p->cursor;
-        while (bytes < BATCH_BYTES && enc.nrec < BATCH_RECORDS) {
-            uint64_t at = pos;
-            struct rlog_rec hdr;
-            const struct rlog_rec *rec = (const void *)r->rbuf;
-            size_t need = 0;
-            long n = rlog_peek(rlog, &pos, &hdr);
-
-            if (n == 0)
-                break;
-            if (n > 0) {
-                at = pos - (uint64_t)n; /* past any pad */
-                if (clock_folded(r->shm->clock, hdr.origin)) {
-                    scan_push(p, at, hdr.origin, 0); /* everyone has it */
-                    continue;
-                }
-                scan_push(p, at, hdr.origin, hdr.seq);
-                if (hdr.seq <= m->acked[hdr.origin])
-                    continue;
-                if (oldest == 0)
-                    oldest = hdr.at_ms ? hdr.at_ms : 1;
-                if ((rel = worth_sending(r, p, &hdr, now)) != SHIP) {
-                    need_clock |= rel == ASK;
-                    if (rel == WAIT && p->recheck_at_ms == 0) /* the oldest such comes first */
-                        p->recheck_at_ms = now + RELAY_DELAY_MS - ((uint32_t)now - hdr.at_ms);
-                    continue;
-                }
-                /* read it in full: the header said what the ring held */
-                pos = at;
-                while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)
-                    r->rbuf = xrealloc(r->rbuf, r->rcap = need);
-            }
-            if (n <= 0) { /* overwritten under us: start again at the tail */
-                p->nscan = 0;
-                wire_enc_free(&enc);
-                wire_enc_init(&enc);
-                pos = p->cursor = rlog_tail(rlog);
-                if (!log_covers_peer(r, p))
-                    flags |= WIRE_SNAPSHOT_NEEDED;
-                bytes = 0;
-                oldest = 0;
-                continue;
-            }
-            wire_enc_record(&enc,
-                            r->shm->clock,
-                            rec->origin,
-                            rec->seq,
-                            rec->lamport,
-                            (rec->flags & RLOG_TOMBSTONE) != 0,
-                            rlog_rec_key(rec),
-                            rec->klen,
-                            rlog_rec_value(rec),
-                            rec->vlen,
-                            rlog_rec_deps(rec),
-                            rec->ndeps);
-            bytes += (size_t)n;
-        }
-        p->scan_end = pos;
-    }
-    stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(rlog) - p->cursor);
-    stats_set(&r->stats->peer_lag_ms[p->row], oldest ? (uint32_t)now - (uint32_t)oldest : 0);
-    if (p->clock_known && enc.nrec == 0 && flags == 0 && !need_clock &&
-        now - p->last_exchange_ms < r->cfg->heartbeat_ms) {
-        /* Nothing to send yet (others' writes wait RELAY_DELAY_MS for their
-         * origin to deliver them) and no heartbeat due: no round trip.
-         * Skip what the peer has acked so the next scan starts later. */
-        advance_cursor(r, p);
-        wire_enc_free(&enc);
-        return;
-    }
     memcpy(from.addr, r->cfg->address, ADDR_MAX);
     from.stamp = r->shm->clock->inc[r->shm->clock->self].stamp;
-    wire_enc_finish(&enc, "KVB1", &from, flags, &out);
+    wire_enc_finish(&b->enc, "KVB1", &from, b->flags, &out);
     stats_add(&r->stats->batches, 1);
-    stats_add(&r->stats->records_shipped, enc.nrec);
-    p->nsent = enc.nrec;
+    stats_add(&r->stats->records_shipped, b->enc.nrec);
+    p->nsent = b->enc.nrec;
     stats_add(&r->stats->bytes_shipped, out.len);
-    wire_enc_free(&enc);
-    /* the batch is handed over to httpc, not copied */
     if (httpc_request_owned(p->conn,
                             "POST",
                             "/internal/replicate",
@@ -438,6 +440,37 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
         p->sent_ms = now;
         p->last_exchange_ms = now;
     }
+}
+
+/* Assemble and send one batch (possibly empty: a heartbeat). */
+void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
+{
+    struct batch b = { .flags = 0 };
+
+    if (p->inflight)
+        return;
+    wire_enc_init(&b.enc);
+    p->nscan = 0;
+    p->recheck_at_ms = 0;
+    if (p->clock_known) {
+        fill_batch(r, p, &b, now);
+    } else {
+        /* an empty batch first: learn what the peer has */
+        p->cursor = rlog_tail(r->shm->rlog);
+        p->scan_end = p->cursor;
+    }
+    stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(r->shm->rlog) - p->cursor);
+    stats_set(&r->stats->peer_lag_ms[p->row], b.oldest ? (uint32_t)now - (uint32_t)b.oldest : 0);
+    if (p->clock_known && b.enc.nrec == 0 && b.flags == 0 && !b.need_clock &&
+        now - p->last_exchange_ms < r->cfg->heartbeat_ms) {
+        /* Nothing to send yet (others' writes wait RELAY_DELAY_MS for their
+         * origin to deliver them) and no heartbeat due: no round trip.
+         * Skip what the peer has acked so the next scan starts later. */
+        advance_cursor(r, p);
+    } else {
+        send_batch(r, p, &b, now);
+    }
+    wire_enc_free(&b.enc);
 }
 
 /* Everything before the first scanned record the peer still lacks is
