@@ -481,8 +481,8 @@ class Checker:
         writes wl (in client order)."""
         for c in cands:
             if c > 0 and wl[c - 1].ghost and self.ghost_explains(wl, c, t0, t1):
-                if note_lost:
-                    self.note_lost(wl[c:], t0, t1)
+                if note_lost:     # the writes g could not have beaten: lost
+                    self.note_lost([w for w in wl[c:] if self.outranks(w, wl[c - 1])], t0, t1)
                 return True, None
         plain = [c for c in cands if c == 0 or not wl[c - 1].ghost]
         if not plain:
