@@ -5,7 +5,26 @@
 
 Prints the rules, a summary and every violation (the first few of each
 kind with the history records involved); exits 1 on any violation.
-See RULES below and doc/reliability.md.
+See RULES below and doc/reliability.md; tests/chaos/test_checker.py feeds
+it synthetic histories.
+
+Ghosts and losses are judged in real time against kvsd's replication
+bounds, never excused by mere existence or by a kill at any later time:
+
+* A ghost (PUT/DELETE whose outcome the client never learned) may have
+  been applied by apply_by(g) at the latest (2 s after the client gave up,
+  or after a pause of its replica; never after that replica's kill).  It
+  can be the state of an observation only if it may win last-writer-wins
+  against every later write of its client that the observation cannot
+  skip: a later write w surely outranks g when w's replica had g before
+  applying w, i.e. g reached it (shipped_by, below) by w's start, or a
+  replica that had g returned w's value, or w depends on g causally.
+  Once a later acknowledged write outranks g and is not losable, g
+  explains nothing any more, including the converged state.
+* A write is losable only if every replica seen holding it was killed
+  before it could have shipped it: within SHIP_WINDOW of the evidence, or
+  of the end (+ READMIT_TAIL) of an isolation of that replica that covers
+  it.  Every holder seen counts, not only the first.
 """
 
 import argparse
@@ -17,6 +36,28 @@ ERR503 = '{"error": "Causal dependencies not satisfied; try again later"}'
 DEFAULT_MIN_AVAIL = 0.4
 INF = float("inf")
 ALLOWED = {"PUT": (200, 201, 503), "GET": (200, 404, 503), "DELETE": (200, 404, 503)}
+
+# Time bounds of replication, from kvsd's defaults (man/kvsd.8), which
+# chaos.py runs with.  A replica that holds a write and is connected to its
+# peers has shipped it within SHIP_WINDOW: a batch in flight is answered or
+# evicts its peer within --peer-timeout, the next batch carries the write at
+# once (or after --heartbeat when the last one stalled), and a loaded 2-core
+# host adds scheduling delays.  A replica that was isolated (killed, paused,
+# or named in a partition) ships again at most READMIT_TAIL after the fault
+# ends: an evicted peer is probed every --probe-interval and re-admitted
+# after --readmit-delay of answers (a probe may take --peer-timeout).
+PEER_TIMEOUT = 0.5           # --peer-timeout
+HEARTBEAT = 0.2              # --heartbeat
+PROBE_INTERVAL = 0.5         # --probe-interval
+READMIT_DELAY = 3.0          # --readmit-delay
+SCHED_SLACK = 0.8
+SHIP_WINDOW = PEER_TIMEOUT + HEARTBEAT + SCHED_SLACK            # 1.5 s
+READMIT_TAIL = PROBE_INTERVAL + READMIT_DELAY + PEER_TIMEOUT    # 4.0 s
+# A request whose client gave up (chaos.py: 2 s) may still be applied: at
+# most this long after the client gave up, or after the replica's pause
+# ended if it was SIGSTOPped meanwhile; never after the replica was killed.
+GHOST_APPLY_SLACK = 2.0
+ISOLATING = ("kill", "pause", "partition_full", "partition_oneway", "partition_bridge")
 
 RULES = """\
 checker rules (clocks compare component-wise, a missing entry is 0):
@@ -37,30 +78,55 @@ checker rules (clocks compare component-wise, a missing entry is 0):
                 tell the state they found) must show the client's last write to
                 the key, or an earlier state if every write in between is
                 skippable at the time of the read: a ghost the client has never
-                seen, or a LOSABLE write (below).  A ghost's state is always
-                acceptable (it may be applied late, concurrently).  It is
-                "monotonic_reads" when the write blocking the read had already
-                been seen by the client in a read, else "read_your_writes".
+                seen, or a LOSABLE write (below); or the state of a ghost that
+                may still win (GHOSTS below).  It is "monotonic_reads" when the
+                write blocking the read had already been seen by the client in
+                a read, else "read_your_writes".
             (e) on keys every client writes: once a client wrote or read write
                 f, it never reads a write that causally precedes f (f's request
                 metadata covers its counter) unless f is losable by then.
- losable    a write w acknowledged by replica R at t (a ghost: sent to R at t)
-            is losable at time T only if EVERY replica known to have held it
-            was SIGKILLed (whole replica, not a worker) after the moment it is
-            known to have held it and no later than T.  Known holders: R (from
-            t); any replica that returned w's value to a GET (from that GET's
-            start); any replica that answered 2xx to metadata covering w's
-            counter before R's first kill after t (it had applied w).
-            Conservative: a write nobody but R is seen holding is excused once
-            R is killed, even if R had in fact passed it on.
+ timing     (kvsd's defaults) a replica holding a write ships it within
+            SHIP_WINDOW = 1.5 s (--peer-timeout 0.5 + --heartbeat 0.2 + 0.8 s
+            of scheduling slack), except while it is ISOLATED: from the start
+            of a kill, pause or partition naming it to READMIT_TAIL = 4.0 s
+            after its end (--probe-interval 0.5 + --readmit-delay 3 +
+            --peer-timeout 0.5).  shipped_by(R, t) = the first moment outside
+            R's isolation at or after t, plus SHIP_WINDOW.  A write applied at
+            R by time a has reached replica X by shipped_by over the
+            isolations of both R and X (or, if R was killed at k before that,
+            by shipped_by(X, k): passed on before the kill, or lost).
+ ghosts     a ghost g (outcome unknown) sent to R at t0 is applied there by
+            apply_by(g) = 2 s after the client gave up (chaos.py's timeout
+            again) or after a pause of R that began by then, and never after
+            R's next kill -- or never.  Last-writer-wins (Lamport stamp) puts
+            a write w surely above g ("w outranks g") when w's replica had g
+            before applying w (g reached it by w's start), or a replica that
+            had g by then returned w's value, or w's request metadata covers
+            g's counter.  g explains an observation only if no write that
+            outranks g is (by then) known to have been applied: every write of
+            the client after g (in client order) must be skippable at the
+            observation or not outrank g.  So a ghost DELETE explains "absent"
+            only until a later acknowledged PUT of the key that it could not
+            have beaten; it never excuses the final state by merely existing.
+ losable    a write w acknowledged by replica R (a ghost: applied by
+            apply_by) is losable at time T only if, for EVERY piece of
+            evidence that a replica held it -- R from the request; every
+            replica that returned w's value to a GET, from that GET; every
+            replica that answered 2xx to metadata covering w's counter before
+            R's first kill after w (it had applied w) -- that replica was
+            SIGKILLed (whole replica, not a worker) after the evidence, no
+            later than T, and no later than shipped_by(that replica, the
+            evidence): i.e. before it could have passed w on.  A holder
+            killed later had shipped w; its loss is a violation.
  lost       after healing, the converged state of every key must reflect every
             acknowledged write that is not losable: on a single-writer key the
             client's last write (or an earlier state, all writes above it
-            skippable); on a shared key no acknowledged write that causally
-            follows the final value's write (its request metadata covers that
-            write's counter) may be missing, and an absent key needs a DELETE
-            that no surviving acknowledged PUT causally follows.  Excused
-            losses are counted as "lost writes".
+            skippable, or a ghost's state that may still win); on a shared
+            key no acknowledged write that outranks the final value's write
+            may be missing, and an absent key needs one DELETE (acknowledged
+            or ghost) that no surviving acknowledged PUT outranks, or no
+            surviving PUT at all.  Excused losses are counted as "lost
+            writes".
  converge   after healing, all replicas report the full view and hold identical
             maps (GET of every key on every replica, kvsd_keys equal); every
             client then reads each of its keys on every replica with its final
@@ -95,7 +161,8 @@ def inc_stamp(inc):
 
 class Write:
     __slots__ = ("op", "kind", "ghost", "replica", "t_ack", "t0", "key", "value", "client",
-                 "inc", "ub", "lb", "holders", "lost_time", "first_seen", "pos", "idx")
+                 "inc", "ub", "lb", "holders", "lost_time", "first_seen", "pos", "idx", "t_end",
+                 "apply_by")
 
     def __init__(self, op, idx):
         self.op = op
@@ -105,11 +172,14 @@ class Write:
         self.replica = op["replica"]
         self.t0 = op["t0"]
         self.t_ack = op["t0"] if self.ghost else op["t1"]
+        self.t_end = op.get("t1", self.t0)     # answered, or the client gave up
+        self.apply_by = self.t_end              # ghosts: see Checker.ghost_apply_by
         self.key = op["key"]
         self.value = op.get("value")
         self.client = op["client"]
         self.inc = self.ub = self.lb = None
-        self.holders = [(self.replica, self.t0 if self.ghost else op["t0"])]
+        # evidence that a replica held the write: (replica, held after, held at)
+        self.holders = [(self.replica, self.t0, self.t_end)]
         self.lost_time = None
         self.first_seen = INF      # first GET of its value (any client), t0
         self.pos = None
@@ -142,6 +212,27 @@ class Checker:
                 self.kills.setdefault(f["replicas"][0], []).append(f["t"])
         for v in self.kills.values():
             v.sort()
+        # per replica: merged intervals in which it may not have shipped
+        # (the fault, then READMIT_TAIL), and its pauses
+        self.isolated = {}
+        self.pauses = {}
+        for f in self.faults.values():
+            if f["kind"] not in ISOLATING:
+                continue
+            end = f["t_end"] if f["t_end"] is not None else self.end_t
+            for rep in f["replicas"]:
+                self.isolated.setdefault(rep, []).append((f["t"], end + READMIT_TAIL))
+                if f["kind"] == "pause":
+                    self.pauses.setdefault(rep, []).append((f["t"], end))
+        for rep, iv in self.isolated.items():
+            iv.sort()
+            merged = []
+            for s0, e0 in iv:
+                if merged and s0 <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], e0))
+                else:
+                    merged.append((s0, e0))
+            self.isolated[rep] = merged
         self.wall0 = self.meta.get("wall")
         self.violations = {}
         self.n_own_obs = self.n_reads = 0
@@ -174,31 +265,83 @@ class Checker:
             return True
         return any(born < k + 0.5 for k in ks)
 
+    def shipped_by(self, reps, t):
+        """Time by which a write held at time t by replica reps[0] has been
+        shipped -- to reps[1] if given: the first moment SHIP_WINDOW after t
+        outside every isolation (fault + READMIT_TAIL) of those replicas."""
+        changed = True
+        while changed:
+            changed = False
+            for rep in reps:
+                iv = self.isolated.get(rep, ())
+                i = bisect.bisect_right(iv, (t, INF)) - 1
+                if i >= 0 and iv[i][0] <= t < iv[i][1]:
+                    t = iv[i][1]
+                    changed = True
+        return t + SHIP_WINDOW
+
+    def ghost_apply_by(self, w):
+        """Latest time at which ghost w may have been applied at its replica:
+        GHOST_APPLY_SLACK after the client gave up or after a pause of the
+        replica that began by then, and never after the replica's next kill."""
+        t = w.t_end + GHOST_APPLY_SLACK
+        for s0, e0 in self.pauses.get(w.replica, ()):
+            if s0 <= t and e0 + GHOST_APPLY_SLACK > t and e0 >= w.t0:
+                t = e0 + GHOST_APPLY_SLACK
+        k = self.kill_after(w.replica, w.t0)
+        return min(t, k) if k is not None else t
+
+    def reached_by(self, w, rep):
+        """Time by which write w, if it was applied at all and not lost, is
+        applied at replica rep."""
+        a = w.apply_by
+        if rep == w.replica:
+            return a
+        t = self.shipped_by([w.replica, rep], a)
+        k = self.kill_after(w.replica, w.t0)
+        if k is not None and k < t:      # passed on before the kill (or lost), then relayed
+            t = min(t, self.shipped_by([rep], k))
+        return t
+
+    def outranks(self, w, g):
+        """Is w surely last-writer-wins-greater than g (a write to the same
+        key)?  Yes if w's replica had g when it applied w (g reached it by
+        w's start), or a replica that had g returned w's value (w was its
+        winner), or w's request metadata covers g's counter (w depends on g)."""
+        if g.inc is not None and (w.op.get("meta_in") or {}).get(g.inc, 0) >= g.ub:
+            return True
+        if self.reached_by(g, w.replica) <= w.t0:
+            return True
+        if w.kind == "PUT":
+            for rep, t_from, _ in w.holders[1:]:
+                if self.reached_by(g, rep) <= t_from:
+                    return True
+        return False
+
     def lost_time(self, w):
-        """Earliest time at which w is losable (INF: never)."""
+        """Earliest time at which w is losable (INF: never): every piece of
+        evidence that a replica held w (origin from the request, a GET that
+        returned it, a 2xx answer to metadata covering it) is followed by a
+        kill of that replica before it could have shipped w (shipped_by)."""
         if w.lost_time is not None:
             return w.lost_time
-        holders = list(w.holders)
+        w.lost_time = INF
+        first_kill = self.kill_after(w.replica, w.t0)
+        if first_kill is None or first_kill > self.shipped_by([w.replica], w.apply_by):
+            return INF      # the origin outlived its chance to ship it
+        evidence = [(w.replica, w.t0, w.apply_by)] + w.holders[1:]
         if w.inc is not None:
-            first_kill = self.kill_after(w.replica, w.t_ack)
-            limit = first_kill if first_kill is not None else INF
-            for t0, t1, cnt, rep in self.inc_ops.get(w.inc, ()):
-                if t0 > limit:
+            ops = self.inc_ops.get(w.inc, ())
+            for t0, t1, cnt, rep in ops[bisect.bisect_left(ops, (w.t0,)):]:
+                if t0 > first_kill:
                     break
-                if rep != w.replica and cnt >= w.ub and t1 < limit:
-                    holders.append((rep, t0))
-                    break      # the earliest such evidence is enough for that replica
-        # one holder per replica: its earliest time
-        first = {}
-        for rep, th in holders:
-            if rep not in first or th < first[rep]:
-                first[rep] = th
+                if rep != w.replica and cnt >= w.ub and t1 < first_kill:
+                    evidence.append((rep, t0, t1))
         lt = 0.0
-        for rep, th in first.items():
-            k = self.kill_after(rep, th)
-            if k is None:
-                lt = INF
-                break
+        for rep, t_from, t_at in evidence:
+            k = self.kill_after(rep, t_from)
+            if k is None or k > self.shipped_by([rep], t_at):
+                return INF
             lt = max(lt, k)
         w.lost_time = lt
         return lt
@@ -230,13 +373,16 @@ class Checker:
             st = op.get("status")
             if op["op"] == "GET" and st == 200 and op.get("read") in self.by_value:
                 w = self.by_value[op["read"]]
-                w.holders.append((op["replica"], op["t0"]))
+                w.holders.append((op["replica"], op["t0"], op["t1"]))
                 w.first_seen = min(w.first_seen, op["t0"])
             if st in (200, 201, 404):   # the replica had applied meta_in
                 for inc, cnt in (op.get("meta_in") or {}).items():
                     self.inc_ops.setdefault(inc, []).append((op["t0"], op["t1"], cnt, op["replica"]))
         for v in self.inc_ops.values():
             v.sort()
+        for w in self.writes:
+            if w.ghost:
+                w.apply_by = self.ghost_apply_by(w)
         self.check_protocol()
         self.check_causal_abc()
         self.check_single_writer()
@@ -323,12 +469,25 @@ class Checker:
         lt = self.lost_time(w)
         return lt != INF and lt <= t1
 
+    def ghost_explains(self, wl, c, t0, t1):
+        """Can ghost wl[c-1] be the state observed over [t0, t1]?  Only if
+        every later write of the client is skippable then or may have lost
+        to it under last-writer-wins (does not surely outrank it)."""
+        g = wl[c - 1]
+        return all(self.skippable(w, t0, t1) or not self.outranks(w, g) for w in wl[c:])
+
     def judge(self, wl, cands, t0, t1, note_lost=True):
         """(ok, blocking write) for a state observed over [t0, t1] after the
         writes wl (in client order)."""
-        if any(c > 0 and wl[c - 1].ghost for c in cands):
-            return True, None
-        best = max(cands) if cands else -1
+        for c in cands:
+            if c > 0 and wl[c - 1].ghost and self.ghost_explains(wl, c, t0, t1):
+                if note_lost:     # the writes g could not have beaten: lost
+                    self.note_lost([w for w in wl[c:] if self.outranks(w, wl[c - 1])], t0, t1)
+                return True, None
+        plain = [c for c in cands if c == 0 or not wl[c - 1].ghost]
+        if not plain:
+            return False, next((w for w in reversed(wl) if not self.skippable(w, t0, t1)), None)
+        best = max(plain)
         i = len(wl)
         while i > best:
             w = wl[i - 1]
@@ -336,11 +495,15 @@ class Checker:
                 return False, w
             i -= 1
         if note_lost:
-            for w in wl[best:]:
-                if not w.ghost:
-                    self.lost[w.idx] = "acknowledged by %s at %.3f; every holder SIGKILLed by %.3f" % (
-                        w.replica, w.t_ack, self.lost_time(w))
+            self.note_lost(wl[best:], t0, t1)
         return True, None
+
+    def note_lost(self, ws, t0, t1):
+        """Acknowledged writes an accepted observation skipped as losable."""
+        for w in ws:
+            if not w.ghost and self.skippable(w, t0, t1):
+                self.lost[w.idx] = "acknowledged by %s at %.3f; every holder SIGKILLed by %.3f" % (
+                    w.replica, w.t_ack, self.lost_time(w))
 
     def check_shared_sessions(self):
         """Keys every client writes: a client that wrote or read write f of
@@ -397,7 +560,11 @@ class Checker:
                     else:
                         self.n_own_obs += 1
                         ok, blk = self.judge(wl, cands, op["t0"], op["t1"])
-                        if not ok:
+                        if not ok and blk is None:
+                            self.violate("read_your_writes", "client %d %s %s at %s [%.3f-%.3f] found a "
+                                         "state none of its writes explains" % (
+                                             cid, op["op"], key, op["replica"], op["t0"], op["t1"]), [op])
+                        elif not ok:
                             kind = "monotonic_reads" if blk.first_seen < op["t0"] else "read_your_writes"
                             self.violate(kind, "client %d %s %s at %s [%.3f-%.3f] found a state from before "
                                          "its write %s (%s, %s at %s, not losable)" % (
@@ -460,48 +627,70 @@ class Checker:
                     self.violate("lost_write", "final %s = %r, which no PUT to it wrote" % (key, val), [])
                     continue
                 ok, blk = self.judge(wl, cands, INF, end)
-                if not ok:
+                if not ok and blk is None:
+                    self.violate("lost_write", "final %s is %s, which none of the client's writes explains" % (
+                        key, repr(val) if state == "found" else "absent"), [])
+                elif not ok:
                     self.violate("lost_write", "final %s is %s, but the client's %s (%s by %s at %.3f) is "
-                                 "missing and not losable (holders %s never all killed)" % (
+                                 "missing and not losable (a replica seen holding it, of %s, was not killed "
+                                 "before it could ship it)" % (
                                      key, repr(val) if state == "found" else "absent",
                                      blk.value if blk.kind == "PUT" else "DELETE",
                                      "ghost" if blk.ghost else "acknowledged", blk.replica, blk.t_ack,
-                                     sorted(set(h for h, _ in blk.holders))), [blk.op])
+                                     sorted(set(h[0] for h in blk.holders))), [blk.op])
             else:
                 self.check_final_shared(key, state, val)
 
     def check_final_shared(self, key, state, val):
+        """The final state must be the last-writer-wins winner among the
+        surviving writes: no acknowledged write that surely outranks it
+        (Checker.outranks) may be missing unless it is losable."""
         ws = [w for w in self.writes if w.key == key]
-        acked = [w for w in ws if not w.ghost]
-
-        def follows(w, u):       # w's request metadata covers u's counter
-            return u.inc is not None and (w.op.get("meta_in") or {}).get(u.inc, 0) >= u.ub
+        puts = [w for w in ws if not w.ghost and w.kind == "PUT"]
 
         if state == "found":
             u = self.by_value.get(val)
             if u is None or u.key != key:
                 self.violate("lost_write", "final %s = %r, which no PUT to it wrote" % (key, val), [])
                 return
-            for w in acked:
-                if w is not u and follows(w, u):
-                    if self.lost_time(w) == INF:
-                        self.violate("lost_write", "final %s = %r, but %s %s (acknowledged by %s at %.3f) "
-                                     "causally follows it and is missing" % (
-                                         key, val, w.kind, w.value or "", w.replica, w.t_ack), [u.op, w.op])
-                    else:
-                        self.lost[w.idx] = "superseded in the final state; every holder killed"
-        else:
-            dels = [w for w in ws if w.kind == "DELETE"]
-            if any(d.ghost for d in dels):
+            for w in ws:
+                if w is u or w.ghost or not self.outranks(w, u):
+                    continue
+                if self.lost_time(w) == INF:
+                    self.violate("lost_write", "final %s = %r (%s by %s at %.3f), but %s %s (acknowledged by "
+                                 "%s at %.3f) outranks it and is missing" % (
+                                     key, val, "ghost" if u.ghost else "acknowledged", u.replica, u.t_ack,
+                                     w.kind, w.value or "", w.replica, w.t_ack), [u.op, w.op])
+                else:
+                    self.lost[w.idx] = "superseded in the final state; every holder killed"
+            return
+        # absent: the initial state or some DELETE d (acknowledged or ghost)
+        # won, so no surviving PUT may outrank d (or exist at all)
+        live = [w for w in puts if self.lost_time(w) == INF]
+        if not live:
+            for w in puts:
+                self.lost[w.idx] = "absent in the final state; every holder killed"
+            return
+        blocked = None
+        for d in sorted((w for w in ws if w.kind == "DELETE"), key=lambda w: -w.t0):
+            above = [w for w in puts if self.outranks(w, d)]
+            alive = [w for w in above if self.lost_time(w) == INF]
+            if not alive:
+                for w in above:
+                    self.lost[w.idx] = "absent in the final state; every holder killed"
                 return
-            for w in acked:
-                if w.kind == "PUT" and all(follows(w, d) for d in dels):
-                    if self.lost_time(w) == INF:
-                        self.violate("lost_write", "final %s is absent, but PUT %r (acknowledged by %s at "
-                                     "%.3f) follows every DELETE of it" % (key, w.value, w.replica, w.t_ack),
-                                     [w.op])
-                    else:
-                        self.lost[w.idx] = "absent in the final state; every holder killed"
+            if blocked is None:
+                blocked = (d, alive[-1])
+        if blocked is None:
+            self.violate("lost_write", "final %s is absent, but no DELETE of it was ever sent and PUT %r "
+                         "(acknowledged by %s at %.3f) survives" % (key, live[-1].value, live[-1].replica,
+                                                                    live[-1].t_ack), [live[-1].op])
+        else:
+            d, w = blocked
+            self.violate("lost_write", "final %s is absent, but every DELETE of it is outranked by a PUT "
+                         "that is missing, e.g. the last DELETE (%s by %s at %.3f) by PUT %r (acknowledged by "
+                         "%s at %.3f)" % (key, "ghost" if d.ghost else "acknowledged", d.replica, d.t_ack,
+                                          w.value, w.replica, w.t_ack), [d.op, w.op])
 
     # ------------------------------------------------------------ availability
     def check_availability(self):
