@@ -358,7 +358,7 @@ int store_intern2_sh(shm_t *shm,
     return r;
 }
 
-size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, size_t budget, int *done)
+size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, uintptr_t *slots_seen, size_t budget, int *done)
 {
     struct table_slots *s;
     const struct clock_sh *clock = shm->clock;
@@ -367,6 +367,12 @@ size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, size_t budget, int *done)
 
     lock_acquire_sh(shm->lock);
     s = shm->table->slots;
+    if (*slots_seen != (uintptr_t)s) {
+        /* the table grew since the pass started: entries moved, so the
+         * slots before the cursor are not all visited any more */
+        *slots_seen = (uintptr_t)s;
+        *cursor = 0;
+    }
     for (i = *cursor; i <= s->mask && budget != 0; ++i, --budget) {
         struct entry *e = s->slot[i];
         int floor;

@@ -100,7 +100,7 @@ static inline int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], cons
  * row can be freed.  *done is set when the pass reached the end (the
  * cursor then starts over).  Writer lock taken inside.  Returns how many
  * entries were relabelled. */
-size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, size_t budget, int *done);
+size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, uintptr_t *slots_seen, size_t budget, int *done);
 
 
 /* Install a state transfer (entries are records whose deps are ignored,

@@ -390,8 +390,9 @@ static void reclaim_stale(struct replicator *r)
             return;
         r->relabeling = 1;
         r->relabel_cursor = 0;
+        r->relabel_slots = 0;
     }
-    store_relabel_sh(r->shm, &r->relabel_cursor, RELABEL_BUDGET, &done);
+    store_relabel_sh(r->shm, &r->relabel_cursor, &r->relabel_slots, RELABEL_BUDGET, &done);
     if (!done)
         return;
     r->relabeling = 0;

@@ -78,6 +78,7 @@ struct replicator {
     /* incarnation garbage collection (replicator.c gc_incarnations) */
     uint64_t gc_ms;
     uint64_t relabel_cursor;
+    uintptr_t relabel_slots;        /* the table's slot array the pass walks */
     int relabeling;                 /* a relabel pass is under way */
     uint8_t relabel_rows[CLOCK_MAX]; /* STALE when the pass started */
 
