@@ -96,7 +96,7 @@ static void make_batch(struct buf *out)
     enc_init(&e);
     wire_enc_record(&e, &clock, 1, 1, 5, 0, "k1", 2, "\"v1\"", 4, d0, 2);
     wire_enc_record(&e, &clock, 2, 4, 6, 1, "gone", 4, "", 0, NULL, 0);
-    wire_enc_record(&e, &clock, 0, 9, UINT64_MAX, 0, bigkey, KEY_MAX, bigval, sizeof(bigval), d2, 2);
+    wire_enc_record(&e, &clock, 0, 9, WIRE_NUM_MAX, 0, bigkey, KEY_MAX, bigval, sizeof(bigval), d2, 2);
     wire_enc_finish(&e, "KVB1", &self, WIRE_SNAPSHOT_NEEDED, out);
     wire_enc_free(&e);
 }
@@ -108,7 +108,7 @@ static void make_clock(struct buf *out)
     enc_init(&e);
     wire_enc_count(&e, &clock, 2, 17, 0, 0);
     wire_enc_count(&e, &clock, 3, 5, INC_RETIRED | INC_FINAL, 4);
-    wire_enc_count(&e, &clock, 0, UINT64_MAX, 0, 0);
+    wire_enc_count(&e, &clock, 0, WIRE_NUM_MAX, 0, 0);
     wire_enc_finish(&e, "KVC1", &self, WIRE_READY, out);
     wire_enc_free(&e);
 }
@@ -186,12 +186,12 @@ static void test_batch(void)
          r->klen == 4 && memcmp(r->key, "gone", 4) == 0 && r->vlen == 0 && r->ndeps == 0,
        "record 1: a tombstone without deps");
     r = &m.rec[2];
-    ok(inc_is(&m.inc[r->origin], "127.0.0.1:8090", 100) && r->seq == 9 && r->lamport == UINT64_MAX &&
+    ok(inc_is(&m.inc[r->origin], "127.0.0.1:8090", 100) && r->seq == 9 && r->lamport == WIRE_NUM_MAX &&
          r->klen == KEY_MAX && memcmp(r->key, bigkey, KEY_MAX) == 0 && r->vlen == sizeof(bigval) &&
          memcmp(r->value, bigval, sizeof(bigval)) == 0 && r->ndeps == 2 &&
          inc_is(&m.inc[r->deps[0].id], "127.0.0.2:8090", 200) && r->deps[0].n == 1 &&
          inc_is(&m.inc[r->deps[1].id], "127.0.0.4:8090", 400) && r->deps[1].n == 2,
-       "record 2: a %d-byte key, a 1000-byte value, UINT64_MAX lamport",
+       "record 2: a %d-byte key, a 1000-byte value, lamport WIRE_NUM_MAX",
        KEY_MAX);
     ok(consistent(&m, held, b.len), "key and value pointers lie inside the buffer");
     wire_msg_free(&m);
@@ -214,7 +214,7 @@ static void test_clock_and_snapshot(void)
         ok(inc_is(&m.inc[m.count[0].inc], "127.0.0.3:8090", 300) && m.count[0].n == 17 && m.count[0].flags == 0 &&
              inc_is(&m.inc[m.count[1].inc], "127.0.0.2:8090", 201) && m.count[1].n == 5 &&
              m.count[1].flags == (INC_RETIRED | INC_FINAL) && m.count[1].final_seq == 4 &&
-             inc_is(&m.inc[m.count[2].inc], "127.0.0.1:8090", 100) && m.count[2].n == UINT64_MAX,
+             inc_is(&m.inc[m.count[2].inc], "127.0.0.1:8090", 100) && m.count[2].n == WIRE_NUM_MAX,
            "counts with their incarnation, n, flags and final_seq");
         wire_msg_free(&m);
     } else {
