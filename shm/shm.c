@@ -160,7 +160,7 @@ static size_t arena_region(const struct shm_params *params)
     return sizeof(struct arena_sh);
 }
 
-/* len: up to the final guard page. */
+/* len: what params->memory leaves after the fixed regions. */
 static int arena_region_init(shm_t *shm, void *mem, size_t len, const struct shm_params *params)
 {
     size_t head = line_up(sizeof(struct arena_sh));
@@ -188,40 +188,44 @@ static const struct region regions[] = {
     { "shared memory: table region overrun", table_region, table_region_init, 1 },
     { "shared memory: stats region overrun", stats_region, stats_region_init, 0 },
     { "shared memory: rlog region overrun", rlog_region, rlog_region_init, 0 },
-    { "shared memory: arena", arena_region, arena_region_init, 0 },
+    { "shared memory: arena overrun", arena_region, arena_region_init, 0 },
 };
 
 #define NREGIONS (sizeof(regions) / sizeof(regions[0]))
 
-/* Where each region goes in a mapping of map_len bytes: off[i] its start,
- * len[i] its bytes, guard[i] the offset of the guard page after it.  The
- * header stays at offset 0, every other region ends within a cache line
- * of its guard, and the arena (last) runs to the final guard page, the
- * last page of the mapping.  Returns that page's offset. */
-static size_t layout(const struct shm_params *params, size_t map_len, size_t *off, size_t *len, size_t *guard)
+/* Bytes of params->memory the fixed regions take, as if packed on cache
+ * lines: the arena gets the rest, so guard pages and page rounding do not
+ * shrink it (they cost address space, not memory: a guard page is never
+ * touched). */
+static size_t fixed_bytes(const struct shm_params *params)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i + 1 < NREGIONS; ++i)
+        n += line_up(regions[i].size(params));
+    return n;
+}
+
+/* Where each region goes: off[i] its start, len[i] its bytes, guard[i]
+ * the offset of the guard page after it.  The header stays at offset 0;
+ * every other region, the arena last, ends within a cache line of its
+ * guard.  Returns the bytes to map (the last guard is the last page). */
+static size_t layout(const struct shm_params *params, size_t *off, size_t *len, size_t *guard)
 {
     size_t i, at = 0, page = page_size();
 
-    for (i = 0; i + 1 < NREGIONS; ++i) {
-        size_t span = page_up(regions[i].size(params));
-        len[i] = regions[i].size(params);
-        /* the header must stay at offset 0; the others end near their guard */
-        off[i] = i == 0 ? 0 : (at + span - len[i]) & ~(size_t)(SHM_LINE - 1);
-        guard[i] = at + span;
+    for (i = 0; i < NREGIONS; ++i) {
+        len[i] = i + 1 < NREGIONS ? regions[i].size(params) : params->memory - fixed_bytes(params);
+        off[i] = i == 0 ? 0 : (at + page_up(len[i]) - len[i]) & ~(size_t)(SHM_LINE - 1);
+        guard[i] = at + page_up(len[i]);
         at = guard[i] + page;
     }
-    off[i] = at;
-    guard[i] = map_len >= page ? map_len - page : 0;
-    len[i] = guard[i] > at ? guard[i] - at : 0;
-    return guard[i];
+    return at;
 }
 
 size_t shm_overhead(const struct shm_params *params)
 {
-    size_t off[NREGIONS], len[NREGIONS], guard[NREGIONS];
-
-    layout(params, 0, off, len, guard);
-    return off[NREGIONS - 1] + line_up(sizeof(struct arena_sh)) + page_size();
+    return fixed_bytes(params) + line_up(sizeof(struct arena_sh));
 }
 
 /* Fill what lies between each region and its guard page with SHM_POISON
@@ -231,7 +235,7 @@ static int protect(shm_t *shm, const size_t *off, const size_t *len, const size_
     size_t i;
 
     shm->npoison = 0;
-    for (i = 0; i + 1 < NREGIONS; ++i) {
+    for (i = 0; i < NREGIONS; ++i) {
         size_t end = off[i] + len[i];
         memset((char *)shm + end, SHM_POISON, guard[i] - end);
         shm->poison[i].off = end;
@@ -247,8 +251,7 @@ static int protect(shm_t *shm, const size_t *off, const size_t *len, const size_
 
 shm_t *shm_create(const struct shm_params *params)
 {
-    size_t off[NREGIONS], len[NREGIONS], guard[NREGIONS], i;
-    size_t map_len = params->memory & ~(page_size() - 1);
+    size_t off[NREGIONS], len[NREGIONS], guard[NREGIONS], i, map_len;
     shm_t *shm;
     void *map;
     int phase, saved;
@@ -257,12 +260,12 @@ shm_t *shm_create(const struct shm_params *params)
         errno = EINVAL;
         return NULL;
     }
-    if (shm_overhead(params) > map_len ||
-        map_len - shm_overhead(params) < SHM_MIN_ARENA + SHM_TABLE_SLOTS * sizeof(void *)) {
+    if (shm_overhead(params) > params->memory ||
+        params->memory - shm_overhead(params) < SHM_MIN_ARENA + SHM_TABLE_SLOTS * sizeof(void *)) {
         errno = ENOMEM;
         return NULL;
     }
-    layout(params, map_len, off, len, guard);
+    map_len = layout(params, off, len, guard);
     map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED)
         return NULL;

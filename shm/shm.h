@@ -49,7 +49,7 @@ struct shm_params {
 typedef struct shm {
     uint32_t magic;
     uint32_t version;
-    size_t size; /* bytes mapped */
+    size_t size; /* bytes mapped: --memory plus guard pages and page rounding */
     pid_t master_pid;
     uint64_t generation; /* bumped by the master on every child (re)start */
 
@@ -90,8 +90,9 @@ typedef struct shm {
 shm_t *shm_create(const struct shm_params *params);
 void shm_destroy(shm_t *shm);
 
-/* Bytes that are not the arena's to allocate: the fixed regions, their
- * page rounding and guard pages, the arena's own struct, the last guard. */
+/* Bytes of params->memory that are not the arena's to allocate: the fixed
+ * regions and the arena's own struct.  (The mapping is larger by the
+ * guard pages and page rounding; shm->size says by how much.) */
 size_t shm_overhead(const struct shm_params *params);
 
 /* Is this a kvsd store this binary can use, intact?  Checks the magic,
