@@ -16,7 +16,8 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x6b767364u /* "kvsd" */
-#define SHM_LAYOUT_VERSION 1
+#define SHM_LAYOUT_VERSION 2 /* 2: guard pages and poisoned region tails */
+#define SHM_REGIONS_MAX 16
 
 /* Reader slots: one per process that may read the store (workers,
  * replicator, master, tools).  A slot index is assigned by the master when
@@ -48,7 +49,7 @@ struct shm_params {
 typedef struct shm {
     uint32_t magic;
     uint32_t version;
-    size_t size; /* bytes mapped */
+    size_t size; /* bytes mapped: --memory plus guard pages and page rounding */
     pid_t master_pid;
     uint64_t generation; /* bumped by the master on every child (re)start */
 
@@ -74,13 +75,30 @@ typedef struct shm {
     struct view_sh *view;
     struct rlog_sh *rlog;
     struct stats_sh *stats;
+
+    /* The bytes between each region's end and its guard page, filled
+     * with a poison pattern by shm_create(); read-only afterwards. */
+    uint32_t npoison;
+    struct {
+        size_t off, len;
+        const char *region; /* static string: same address in every process */
+    } poison[SHM_REGIONS_MAX];
 } shm_t;
 
-/* Map and lay out a new store.  Returns NULL with errno set on failure. */
+/* Map and lay out a new store: every region followed by a PROT_NONE
+ * guard page (see shm.c).  Returns NULL with errno set on failure. */
 shm_t *shm_create(const struct shm_params *params);
 void shm_destroy(shm_t *shm);
 
-/* Bytes the fixed regions take (everything but the arena). */
+/* Bytes of params->memory that are not the arena's to allocate: the fixed
+ * regions and the arena's own struct.  (The mapping is larger by the
+ * guard pages and page rounding; shm->size says by how much.) */
 size_t shm_overhead(const struct shm_params *params);
+
+/* Is this a kvsd store this binary can use, intact?  Checks the magic,
+ * the layout version, that the regions lie inside the mapping, and that
+ * no region's poisoned tail was written.  Returns 0, or -1 with a reason
+ * (a static string) in *why.  Lock-free, read-only. */
+int shm_verify(const shm_t *shm, const char **why);
 
 #endif

@@ -208,6 +208,8 @@ static enum store_result write_locked(shm_t *shm, const struct store_record *rec
 
     size_t vlen = rec->tombstone ? 0 : rec->vlen;
 
+    if (rec->ndeps > CLOCK_MAX) /* in->deps holds CLOCK_MAX; the decoders bound it, this is a last guard */
+        return STORE_FULL;
     if (sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen + 16 > shm->rlog->size / 2)
         return STORE_FULL;
     if ((e = table_entry_new_sh(shm->arena, rec->key, rec->klen, vlen)) == NULL)

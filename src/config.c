@@ -521,6 +521,12 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
     return 0;
 }
 
+int config_internal_exposed(const struct config *cfg)
+{
+    /* listen is canonical dotted IPv4 (config_parse_addr) */
+    return cfg->cluster_key[0] == '\0' && strncmp(cfg->listen, "127.", 4) != 0;
+}
+
 void config_usage(FILE *fp)
 {
     size_t i;

@@ -63,6 +63,11 @@ extern const size_t config_noptions;
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 void config_usage(FILE *fp);
 
+/* 1 if /internal/ can be reached from outside this host without a key:
+ * the listen address is not in 127.0.0.0/8 and no --cluster-key is set
+ * (the master then logs a warning at startup). */
+int config_internal_exposed(const struct config *cfg);
+
 /* Parse "IP:PORT" (dotted IPv4, port 1-65535) into a canonical string. */
 int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX]);
 

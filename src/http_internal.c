@@ -4,11 +4,13 @@
  *   GET  /internal/ping       -> KVC1 clock (probes)
  *   POST /internal/replicate  KVB1 batch -> KVC1 clock (shipping, heartbeats)
  *   GET  /internal/snapshot   -> KVS1 every entry and the clock (joins)
- *   GET  /internal/check      -> consistency check of the store (tests)
+ *   GET  /internal/check      -> consistency check of the mapping and store (tests)
  *
  * With --cluster-key set, a request without the key in X-Kvsd-Cluster-Key
  * gets 401 and changes nothing.  A malformed batch gets 400 and changes
- * nothing: it is fully decoded and validated before anything is applied.
+ * nothing: it is fully decoded and validated (wire_decode(): every count
+ * bounded, every index known, every value JSON) before anything, even an
+ * incarnation, is interned or applied.
  */
 #include <string.h>
 
@@ -208,7 +210,8 @@ int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t
     if (IS("/internal/check") && METHOD(req, "GET")) {
         char buf[256], clean[256], *body;
         const char *why = NULL;
-        if (store_check_sh(env->shm, buf, sizeof(buf), &why) == 0) {
+        /* the mapping's header and poisoned region tails, then the store */
+        if (shm_verify(env->shm, &why) == 0 && store_check_sh(env->shm, buf, sizeof(buf), &why) == 0) {
             http_send_lit(req, 200, "{\"check\": \"ok\"}");
         } else {
             size_t i, n = strlen(why);

@@ -63,6 +63,9 @@ static void spawn(struct child *c)
         return;
     }
     if (pid == 0) {
+        const char *why;
+        if (shm_verify(m.shm, &why) != 0) /* never run on a store we cannot read */
+            fatalx("%s", why);
         if (c->role == ROLE_WORKER)
             worker_main(m.shm, m.cfg, c->index, c->slot);
         replicator_main(m.shm, m.cfg, c->slot);
@@ -194,6 +197,10 @@ int master_main(const struct config *cfg)
 
     m.cfg = cfg;
     m.shm = create_store(cfg);
+    if (config_internal_exposed(cfg))
+        log_warn("listening on %s, not a loopback address, without --cluster-key: anyone who can reach it can "
+                 "write to /internal/ (set --cluster-key on every replica)",
+                 cfg->listen);
 
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

@@ -8,12 +8,27 @@
  *   u32 ncount { u32 inc, u64 n, u32 flags, u64 final_seq }*ncount
  *   record = u32 origin, u64 seq, u64 lamport, u8 flags, u8 klen,
  *            u32 vlen, u16 ndeps, { u32 inc, u64 n }*ndeps, key, value
+ *
+ * What the decoder accepts (anything else is -1, and nothing is kept):
+ *   magic      KVB1, KVC1 or KVS1;
+ *   inc        a valid IP:PORT; ninc <= CLOCK_MAX rows, no row twice;
+ *   record     origin and every dep id < ninc; ndeps <= CLOCK_MAX, no id
+ *              twice; flags only WIRE_REC_TOMBSTONE; 1 <= klen <= KEY_MAX;
+ *              a tombstone has no value, a live record a stored value
+ *              (JSON, not null, compact ends); 1 <= seq, lamport and dep
+ *              counts <= WIRE_NUM_MAX;
+ *   count      inc < ninc, no inc twice (so ncount <= ninc); flags within
+ *              WIRE_COUNT_FLAGS; n and final_seq <= WIRE_NUM_MAX;
+ *   KVS1       every entry's seq <= the count of its origin;
+ *   lengths    every length and count within the bytes left, and no byte
+ *              left over.
  */
 #include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "json.h"
 #include "table.h"
 #include "util.h"
 #include "wire.h"
@@ -116,7 +131,7 @@ void wire_enc_record(struct wire_enc *e,
     put32(&e->recs, wire_enc_inc(e, clock, origin));
     put64(&e->recs, seq);
     put64(&e->recs, lamport);
-    put8(&e->recs, tombstone ? 1 : 0);
+    put8(&e->recs, tombstone ? WIRE_REC_TOMBSTONE : 0);
     put8(&e->recs, (uint8_t)klen);
     put32(&e->recs, (uint32_t)vlen);
     put16(&e->recs, (uint16_t)live);
@@ -225,33 +240,55 @@ static int plausible(const struct reader *r, uint32_t n, size_t min_size)
     return (uint64_t)n * min_size <= (uint64_t)(r->end - r->p);
 }
 
-int wire_decode(const char *p, size_t len, struct wire_msg *msg)
+static int known_magic(const char magic[4])
 {
-    struct reader r = { p, p + len, 0 };
-    const char *magic;
-    uint32_t i, d, ndeps_total = 0;
-    struct reader save;
+    return memcmp(magic, "KVB1", 4) == 0 || memcmp(magic, "KVC1", 4) == 0 || memcmp(magic, "KVS1", 4) == 0;
+}
 
-    memset(msg, 0, sizeof(*msg));
-    if ((magic = take(&r, 4)) == NULL)
+/* A value a client could have stored: well-formed JSON, not null, without
+ * surrounding whitespace (http_kvs.c stores values compacted).  GET
+ * splices it into its answer as it is. */
+static int stored_value(const char *p, size_t len)
+{
+    struct json_body body;
+
+    if (len == 0 || p[0] == ' ' || p[0] == '\t' || p[0] == '\n' || p[0] == '\r')
+        return 0;
+    if (p[len - 1] == ' ' || p[len - 1] == '\t' || p[len - 1] == '\n' || p[len - 1] == '\r')
+        return 0;
+    if (len == 4 && memcmp(p, "null", 4) == 0)
+        return 0;
+    return json_scan_body(p, len, &body) == 0 && body.valid;
+}
+
+/* The incarnation table: at most CLOCK_MAX rows, each valid and named
+ * once (two rows for one incarnation would let a record name one
+ * dependency twice under two indexes). */
+static int decode_incs(struct reader *r, struct wire_msg *msg)
+{
+    uint32_t i, j;
+
+    msg->ninc = get32(r);
+    if (r->bad || msg->ninc > CLOCK_MAX || !plausible(r, msg->ninc, 10))
         return -1;
-    memcpy(msg->magic, magic, 4);
-    get_inc(&r, &msg->from);
-    msg->flags = get32(&r);
-    msg->ninc = get32(&r);
-    if (r.bad || msg->ninc > CLOCK_MAX || !plausible(&r, msg->ninc, 10))
-        goto fail;
     msg->inc = xmalloc(sizeof(*msg->inc) * (msg->ninc ? msg->ninc : 1));
-    for (i = 0; i < msg->ninc; ++i)
-        get_inc(&r, &msg->inc[i]);
+    for (i = 0; i < msg->ninc && !r->bad; ++i) {
+        get_inc(r, &msg->inc[i]);
+        for (j = 0; j < i; ++j)
+            if (msg->inc[j].stamp == msg->inc[i].stamp && strcmp(msg->inc[j].addr, msg->inc[i].addr) == 0)
+                return -1;
+    }
+    return r->bad ? -1 : 0;
+}
 
-    msg->nrec = get32(&r);
-    /* the smallest record: 28 bytes of fields and a 1-byte key */
-    if (r.bad || !plausible(&r, msg->nrec, 29))
-        goto fail;
-    /* first pass: count deps so they fit one allocation */
-    save = r;
-    for (i = 0; i < msg->nrec && !r.bad; ++i) {
+/* First pass over the records: every length against the bytes, and the
+ * dependency total, so the deps take one bounded allocation. */
+static int count_deps(struct reader r, uint32_t nrec, size_t *ndeps_total)
+{
+    uint32_t i;
+
+    *ndeps_total = 0;
+    for (i = 0; i < nrec && !r.bad; ++i) {
         uint16_t ndeps;
         uint8_t klen;
         uint32_t vlen;
@@ -259,53 +296,125 @@ int wire_decode(const char *p, size_t len, struct wire_msg *msg)
         klen = get8(&r);
         vlen = get32(&r);
         ndeps = get16(&r);
+        if (ndeps > CLOCK_MAX)
+            return -1;
         take(&r, (size_t)ndeps * 12);
         take(&r, klen);
         take(&r, vlen);
-        ndeps_total += ndeps;
+        *ndeps_total += ndeps;
     }
-    if (r.bad)
-        goto fail;
-    r = save;
+    return r.bad ? -1 : 0;
+}
+
+/* One record's deps: known ids, each named once (seen[] holds the record
+ * number + 1 of the last record that named an id), counts in range. */
+static int decode_deps(struct reader *r, const struct wire_msg *msg, struct vc_pair *deps, size_t ndeps, uint32_t *seen,
+                       uint32_t mark)
+{
+    size_t j;
+
+    for (j = 0; j < ndeps; ++j) {
+        deps[j].id = get32(r);
+        deps[j].n = get64(r);
+        if (r->bad || deps[j].id >= msg->ninc || seen[deps[j].id] == mark || deps[j].n > WIRE_NUM_MAX)
+            return -1;
+        seen[deps[j].id] = mark;
+    }
+    return 0;
+}
+
+static int decode_records(struct reader *r, struct wire_msg *msg)
+{
+    uint32_t seen[CLOCK_MAX] = { 0 }, i;
+    size_t d = 0, ndeps_total;
+
+    msg->nrec = get32(r);
+    /* the smallest record: 28 bytes of fields and a 1-byte key */
+    if (r->bad || !plausible(r, msg->nrec, 29) || count_deps(*r, msg->nrec, &ndeps_total) != 0)
+        return -1;
     msg->rec = xmalloc(sizeof(*msg->rec) * (msg->nrec ? msg->nrec : 1));
     msg->deps = xmalloc(sizeof(*msg->deps) * (ndeps_total ? ndeps_total : 1));
-    for (i = 0, d = 0; i < msg->nrec; ++i) {
+    for (i = 0; i < msg->nrec; ++i) {
         struct store_record *rec = &msg->rec[i];
-        uint32_t j;
-        rec->origin = get32(&r);
-        rec->seq = get64(&r);
-        rec->lamport = get64(&r);
-        rec->tombstone = get8(&r) & 1;
-        rec->klen = get8(&r);
-        rec->vlen = get32(&r);
-        rec->ndeps = get16(&r);
+        uint8_t flags;
+        rec->origin = get32(r);
+        rec->seq = get64(r);
+        rec->lamport = get64(r);
+        flags = get8(r);
+        rec->tombstone = flags & WIRE_REC_TOMBSTONE;
+        rec->klen = get8(r);
+        rec->vlen = get32(r);
+        rec->ndeps = get16(r);
         rec->deps = &msg->deps[d];
-        for (j = 0; j < rec->ndeps; ++j, ++d) {
-            msg->deps[d].id = get32(&r);
-            msg->deps[d].n = get64(&r);
-            if (msg->deps[d].id >= msg->ninc)
-                goto fail;
-        }
-        rec->key = take(&r, rec->klen);
-        rec->value = take(&r, rec->vlen);
-        if (r.bad || rec->origin >= msg->ninc || rec->klen == 0 || rec->klen > KEY_MAX || rec->seq == 0 ||
-            (rec->tombstone ? rec->vlen != 0 : rec->vlen == 0))
-            goto fail;
+        if (decode_deps(r, msg, &msg->deps[d], rec->ndeps, seen, i + 1) != 0)
+            return -1;
+        rec->key = take(r, rec->klen);
+        rec->value = take(r, rec->vlen);
+        if (r->bad || rec->origin >= msg->ninc || (flags & ~WIRE_REC_TOMBSTONE) || rec->klen == 0 ||
+            rec->klen > KEY_MAX || rec->seq == 0 || rec->seq > WIRE_NUM_MAX || rec->lamport > WIRE_NUM_MAX)
+            return -1;
+        if (rec->tombstone ? rec->vlen != 0 : !stored_value(rec->value, rec->vlen))
+            return -1;
+        d += rec->ndeps;
     }
+    return 0;
+}
 
-    msg->ncount = get32(&r);
-    if (r.bad || !plausible(&r, msg->ncount, 24))
-        goto fail;
+/* Clock components: known incarnations, each once, defined flags only. */
+static int decode_counts(struct reader *r, struct wire_msg *msg)
+{
+    uint8_t seen[CLOCK_MAX] = { 0 };
+    uint32_t i;
+
+    msg->ncount = get32(r);
+    if (r->bad || msg->ncount > msg->ninc || !plausible(r, msg->ncount, 24))
+        return -1;
     msg->count = xmalloc(sizeof(*msg->count) * (msg->ncount ? msg->ncount : 1));
     for (i = 0; i < msg->ncount; ++i) {
-        msg->count[i].inc = get32(&r);
-        msg->count[i].n = get64(&r);
-        msg->count[i].flags = get32(&r);
-        msg->count[i].final_seq = get64(&r);
-        if (msg->count[i].inc >= msg->ninc)
-            goto fail;
+        struct wire_count *c = &msg->count[i];
+        c->inc = get32(r);
+        c->n = get64(r);
+        c->flags = get32(r);
+        c->final_seq = get64(r);
+        if (r->bad || c->inc >= msg->ninc || seen[c->inc] || (c->flags & ~WIRE_COUNT_FLAGS) || c->n > WIRE_NUM_MAX ||
+            c->final_seq > WIRE_NUM_MAX)
+            return -1;
+        seen[c->inc] = 1;
     }
+    return 0;
+}
+
+/* A snapshot's clock covers every entry in it (the invariant
+ * store_check_sh() holds the installed store to). */
+static int snapshot_covered(const struct wire_msg *msg)
+{
+    uint64_t have[CLOCK_MAX] = { 0 };
+    uint32_t i;
+
+    for (i = 0; i < msg->ncount; ++i)
+        have[msg->count[i].inc] = msg->count[i].n;
+    for (i = 0; i < msg->nrec; ++i)
+        if (msg->rec[i].seq > have[msg->rec[i].origin])
+            return -1;
+    return 0;
+}
+
+int wire_decode(const char *p, size_t len, struct wire_msg *msg)
+{
+    struct reader r = { p, p + len, 0 };
+    const char *magic;
+
+    memset(msg, 0, sizeof(*msg));
+    if ((magic = take(&r, 4)) == NULL || !known_magic(magic))
+        return -1;
+    memcpy(msg->magic, magic, 4);
+    get_inc(&r, &msg->from);
+    msg->flags = get32(&r);
+    if (r.bad || decode_incs(&r, msg) != 0 || decode_records(&r, msg) != 0 || decode_counts(&r, msg) != 0)
+        goto fail;
     if (r.bad || r.p != r.end)
+        goto fail;
+    if (memcmp(msg->magic, "KVS1", 4) == 0 && snapshot_covered(msg) != 0)
         goto fail;
     return 0;
 fail:

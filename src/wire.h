@@ -10,8 +10,12 @@
  *   KVC1 clock     (answer to batch and ping)  the responder's applied clock
  *   KVS1 snapshot  (GET /internal/snapshot)    every entry plus the clock
  *
- * Decoders check every length against the buffer and reject anything
- * malformed with -1; they never trust a count from the wire.
+ * Decoders check every length against the buffer, every count against
+ * its bound and every index against the message's incarnation table, and
+ * reject anything malformed with -1 (the rules are listed in wire.c);
+ * they never trust a count from the wire.  /internal/ needs no key by
+ * default, so a decoded message is the only gate between anyone who can
+ * reach the port and the shared store.
  */
 #ifndef KVSD_WIRE_H
 #define KVSD_WIRE_H
@@ -24,6 +28,15 @@
 
 #define WIRE_SNAPSHOT_NEEDED 0x01 /* batch flag: your clock is behind my log */
 #define WIRE_READY 0x02           /* clock flag: responder is ready */
+
+#define WIRE_REC_TOMBSTONE 0x01 /* record flag: a delete */
+/* Count flags a decoder accepts: the INC_* bits of the sender's table
+ * (INC_RETIRED, INC_FINAL, and 0x04 for incarnations folded away). */
+#define WIRE_COUNT_FLAGS 0x07u
+/* Sequence numbers, Lamport times and counts from the wire stay below
+ * this, so adding one to any of them never wraps (a peer cannot push our
+ * Lamport clock to UINT64_MAX and make every later write lose). */
+#define WIRE_NUM_MAX (UINT64_C(1) << 62)
 
 struct buf {
     char *p;

@@ -473,9 +473,37 @@ static void test_usage(void)
     free(text);
 }
 
+/* The startup warning's decision (issue 12): /internal/ reachable from
+ * another host without a key.  Tests may only listen on 127.0.0.0/8, so
+ * the warning itself is decided here; tests/t/repl_hostile.py checks a
+ * loopback start does not log it. */
+static void test_internal_exposed(void)
+{
+    static const char *V = "127.0.0.1:8090";
+
+    clear_env();
+    ok(load("--address", V, "--view", V, NULL) == 0 && !config_internal_exposed(&cfg),
+       "listening on the loopback --address, no key: not exposed");
+    ok(load("--address", V, "--view", V, "--listen", "0.0.0.0:8090", NULL) == 0 && config_internal_exposed(&cfg),
+       "--listen 0.0.0.0:8090 without --cluster-key: exposed");
+    ok(load("--address", "10.1.2.3:8090", "--view", "10.1.2.3:8090", NULL) == 0 && config_internal_exposed(&cfg),
+       "a non-loopback --address (listened on by default) without a key: exposed");
+    ok(load("--address", V, "--view", V, "--listen", "0.0.0.0:8090", "--cluster-key", "s3cret", NULL) == 0 &&
+         !config_internal_exposed(&cfg),
+       "--listen 0.0.0.0:8090 with --cluster-key: not exposed");
+    ok(load("--address", V, "--view", V, "--listen", "127.255.0.9:8090", NULL) == 0 && !config_internal_exposed(&cfg),
+       "any 127.0.0.0/8 listen address counts as loopback");
+    ok(load("--address", V, "--view", V, "--listen", "12.7.0.1:8090", NULL) == 0 && config_internal_exposed(&cfg),
+       "12.7.0.1 is not loopback (the first octet is compared whole)");
+    setenv("KVSD_CLUSTER_KEY", "k", 1);
+    ok(load("--address", V, "--view", V, "--listen", "0.0.0.0:8090", NULL) == 0 && !config_internal_exposed(&cfg),
+       "a key from KVSD_CLUSTER_KEY counts too");
+    clear_env();
+}
+
 int main(void)
 {
-    plan(62);
+    plan(69);
     test_defaults();
     test_env();
     test_spellings();
@@ -485,5 +513,6 @@ int main(void)
     test_view();
     test_parse_addr();
     test_usage();
+    test_internal_exposed();
     return done_testing();
 }

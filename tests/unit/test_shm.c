@@ -3,10 +3,14 @@
  * (shm/shm.c): header fields, every region inside the mapping, cache-line
  * aligned, in table order and not overlapping, the arena taking the rest,
  * the rlog ring sized from the parameters, the mapping shared with a
- * forked child, and the errors for memory that is too small.
+ * forked child, the errors for memory that is too small, the guard pages
+ * (a write just past a region faults, in a forked child), the poisoned
+ * region tails and the header's magic and version (shm_verify()).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +19,7 @@
 #include "lock.h"
 #include "rcu.h"
 #include "rlog.h"
+#include "stats.h"
 #include "shm.h"
 #include "table.h"
 #include "tap.h"
@@ -44,8 +49,10 @@ static void test_layout(void)
 
     ok(shm != NULL, "8 MiB store created");
     ok(shm->magic == SHM_MAGIC && shm->version == SHM_LAYOUT_VERSION, "header magic and layout version");
-    ok(shm->size == params.memory && shm->master_pid == getpid() && shm->generation == 0,
-       "header size, master pid, generation");
+    ok(shm->size > params.memory && shm->size <= params.memory + 20 * (size_t)sysconf(_SC_PAGESIZE) &&
+         shm->master_pid == getpid() && shm->generation == 0,
+       "header size (--memory plus at most 20 pages of guards and rounding: %zu), master pid, generation",
+       shm->size - params.memory);
     ok(shm->wake_fd == -1 && shm->ready == 0, "no wake fd yet, not ready");
 
     order[0] = (char *)shm->lock, len[0] = lock_size();
@@ -65,9 +72,10 @@ static void test_layout(void)
     ok(inside(shm, shm->rlog->ring, shm->rlog->size) && shm->rlog->ring >= order[5] + sizeof(struct rlog_sh),
        "rlog ring inside the rlog region");
     is_int(shm->rlog->size, params.memory / 8, "rlog ring defaults to memory / 8");
-    ok(shm->arena->base == (char *)shm + shm_overhead(&params), "arena starts where the overhead ends");
-    ok(shm->arena->end <= (char *)shm + shm->size && shm->arena->end > (char *)shm + shm->size - 64,
-       "arena runs to the end of the mapping");
+    is_int(shm->arena->end - shm->arena->base, params.memory - shm_overhead(&params),
+           "the arena holds what --memory leaves after the fixed regions (guards take none of it)");
+    ok(shm->arena->end == (char *)shm + shm->size - sysconf(_SC_PAGESIZE),
+       "arena runs to the last page of the mapping, its guard");
     ok(shm_overhead(&params) > params.memory / 8 && shm_overhead(&params) < params.memory / 4,
        "overhead is the fixed regions plus the ring");
     ok(shm->table->slots != NULL && shm->table->slots->mask + 1 == 1024 && shm->arena->nalloc == 1,
@@ -115,10 +123,105 @@ static void test_errors(void)
     shm_destroy(shm);
 }
 
+/* 1 if writing one byte at p kills a forked child with SIGSEGV. */
+static int write_faults(void *p)
+{
+    pid_t pid;
+    int status;
+
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL; /* a sanitizer's handler would turn the fault into an abort */
+        sigaction(SIGSEGV, &sa, NULL);
+        *(volatile char *)p = 1;
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+}
+
+/* Where a region's guard page is: the page boundary at or after its end. */
+static char *guard_after(const void *region, size_t len)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    return (char *)(((uintptr_t)region + len + page - 1) & ~(page - 1));
+}
+
+static void test_guards(void)
+{
+    struct shm_params params = { 8u << 20, 0 };
+    shm_t *shm = shm_create(&params);
+    const char *why = NULL;
+    char *past;
+    size_t clock_gap;
+
+    int r = shm == NULL ? -1 : shm_verify(shm, &why);
+
+    ok(r == 0, "a fresh store verifies (%s)", why ? why : "no complaint");
+    if (shm == NULL)
+        return;
+    /* regions whose size is a whole number of cache lines end at their guard */
+    ok(write_faults((char *)shm->stats + stats_size()), "a write just past the stats region faults (SIGSEGV)");
+    ok(write_faults((char *)shm->rlog + rlog_size(params.memory / 8)), "a write just past the rlog ring faults");
+    ok(write_faults((char *)shm->rcu + rcu_size()), "a write just past the rcu region faults");
+    ok(write_faults(shm->arena->end), "a write just past the arena (the end of the mapping) faults");
+    ok(write_faults(guard_after(shm->clock, clock_size())) && write_faults(guard_after(shm->view, view_size())) &&
+         write_faults(guard_after(shm, sizeof(*shm))),
+       "the page after the clock, view and header regions is a guard");
+    clock_gap = (size_t)(guard_after(shm->clock, clock_size()) - ((char *)shm->clock + clock_size()));
+    ok(clock_gap < 64, "the clock region ends within a cache line of its guard (%zu bytes)", clock_gap);
+    ok(!write_faults((char *)shm->clock + clock_size() - 1) && !write_faults(shm->arena->end - 1),
+       "the last byte of a region is writable");
+
+    /* a write into the poisoned tail short of the guard is reported (the
+     * clock's or the view's: a size that is no whole number of lines) */
+    {
+        const char *name = clock_gap > 0 ? "clock" : "view";
+        past = clock_gap > 0 ? (char *)shm->clock + clock_size() : (char *)shm->view + view_size();
+        if (past != guard_after(past, 0)) {
+            char was = *past;
+            *past = 0;
+            int r = shm_verify(shm, &why);
+            ok(r == -1 && strstr(why, name) != NULL, "a write past the %s region: %s", name, why);
+            *past = was;
+        } else {
+            ok(0, "the clock and view regions both end at their guard: no poisoned tail left to test");
+        }
+    }
+    past = (char *)shm + sizeof(*shm);
+    *past ^= 1;
+    r = shm_verify(shm, &why);
+    ok(r == -1 && strstr(why, "header") != NULL, "a write past the header: %s", why);
+    *past ^= 1;
+    ok(shm_verify(shm, &why) == 0, "restored: verifies again");
+
+    /* the header's magic and version */
+    shm->magic ^= 1;
+    r = shm_verify(shm, &why);
+    ok(r == -1 && strstr(why, "magic") != NULL, "a wrong magic is refused: %s", why);
+    shm->magic ^= 1;
+    shm->version = SHM_LAYOUT_VERSION + 1;
+    r = shm_verify(shm, &why);
+    ok(r == -1 && strstr(why, "version") != NULL, "another layout version is refused: %s", why);
+    shm->version = SHM_LAYOUT_VERSION;
+    {
+        struct clock_sh *saved = shm->clock;
+        shm->clock = (struct clock_sh *)((char *)shm + shm->size + 4096);
+        r = shm_verify(shm, &why);
+        ok(r == -1 && strstr(why, "outside") != NULL, "a region pointer outside the mapping is refused: %s", why);
+        shm->clock = saved;
+    }
+    ok(shm_verify(shm, &why) == 0, "and the store verifies once they are restored");
+    shm_destroy(shm);
+}
+
 int main(void)
 {
-    plan(21);
+    plan(36);
     test_layout();
     test_errors();
+    test_guards();
     return done_testing();
 }

@@ -6,7 +6,11 @@
  * message, counts that claim huge numbers (in a child with a bounded
  * address space, so a huge allocation would fail the test), a seeded
  * corruption loop whose accepted messages must still be internally
- * consistent, and wire_localize() against a real store.
+ * consistent, wire_localize() against a real store, and what hostile
+ * peers send (issue 12): too many or duplicate dependencies, duplicate
+ * incarnations and counts, undefined flags, numbers that would wrap,
+ * values that are not JSON, snapshots whose clock does not cover them;
+ * and the store's own guard against more than CLOCK_MAX deps.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -96,7 +100,7 @@ static void make_batch(struct buf *out)
     enc_init(&e);
     wire_enc_record(&e, &clock, 1, 1, 5, 0, "k1", 2, "\"v1\"", 4, d0, 2);
     wire_enc_record(&e, &clock, 2, 4, 6, 1, "gone", 4, "", 0, NULL, 0);
-    wire_enc_record(&e, &clock, 0, 9, UINT64_MAX, 0, bigkey, KEY_MAX, bigval, sizeof(bigval), d2, 2);
+    wire_enc_record(&e, &clock, 0, 9, WIRE_NUM_MAX, 0, bigkey, KEY_MAX, bigval, sizeof(bigval), d2, 2);
     wire_enc_finish(&e, "KVB1", &self, WIRE_SNAPSHOT_NEEDED, out);
     wire_enc_free(&e);
 }
@@ -108,7 +112,7 @@ static void make_clock(struct buf *out)
     enc_init(&e);
     wire_enc_count(&e, &clock, 2, 17, 0, 0);
     wire_enc_count(&e, &clock, 3, 5, INC_RETIRED | INC_FINAL, 4);
-    wire_enc_count(&e, &clock, 0, UINT64_MAX, 0, 0);
+    wire_enc_count(&e, &clock, 0, WIRE_NUM_MAX, 0, 0);
     wire_enc_finish(&e, "KVC1", &self, WIRE_READY, out);
     wire_enc_free(&e);
 }
@@ -186,12 +190,12 @@ static void test_batch(void)
          r->klen == 4 && memcmp(r->key, "gone", 4) == 0 && r->vlen == 0 && r->ndeps == 0,
        "record 1: a tombstone without deps");
     r = &m.rec[2];
-    ok(inc_is(&m.inc[r->origin], "127.0.0.1:8090", 100) && r->seq == 9 && r->lamport == UINT64_MAX &&
+    ok(inc_is(&m.inc[r->origin], "127.0.0.1:8090", 100) && r->seq == 9 && r->lamport == WIRE_NUM_MAX &&
          r->klen == KEY_MAX && memcmp(r->key, bigkey, KEY_MAX) == 0 && r->vlen == sizeof(bigval) &&
          memcmp(r->value, bigval, sizeof(bigval)) == 0 && r->ndeps == 2 &&
          inc_is(&m.inc[r->deps[0].id], "127.0.0.2:8090", 200) && r->deps[0].n == 1 &&
          inc_is(&m.inc[r->deps[1].id], "127.0.0.4:8090", 400) && r->deps[1].n == 2,
-       "record 2: a %d-byte key, a 1000-byte value, UINT64_MAX lamport",
+       "record 2: a %d-byte key, a 1000-byte value, lamport WIRE_NUM_MAX",
        KEY_MAX);
     ok(consistent(&m, held, b.len), "key and value pointers lie inside the buffer");
     wire_msg_free(&m);
@@ -214,7 +218,7 @@ static void test_clock_and_snapshot(void)
         ok(inc_is(&m.inc[m.count[0].inc], "127.0.0.3:8090", 300) && m.count[0].n == 17 && m.count[0].flags == 0 &&
              inc_is(&m.inc[m.count[1].inc], "127.0.0.2:8090", 201) && m.count[1].n == 5 &&
              m.count[1].flags == (INC_RETIRED | INC_FINAL) && m.count[1].final_seq == 4 &&
-             inc_is(&m.inc[m.count[2].inc], "127.0.0.1:8090", 100) && m.count[2].n == UINT64_MAX,
+             inc_is(&m.inc[m.count[2].inc], "127.0.0.1:8090", 100) && m.count[2].n == WIRE_NUM_MAX,
            "counts with their incarnation, n, flags and final_seq");
         wire_msg_free(&m);
     } else {
@@ -431,6 +435,188 @@ static void test_rules(void)
     ok(hand_decodes(&k) == 0, "accepted: a tombstone without a value");
     k = good_knobs, k.klen = KEY_MAX;
     ok(hand_decodes(&k) == 0, "accepted: a KEY_MAX-byte key");
+}
+
+/* --- hostile peers (issue 12): every bound the decoder enforces --------- */
+
+/* One message with one record (key "k") and up to two counts, any size:
+ * the defaults make a valid batch from 127.0.0.2:8090/1. */
+struct spec {
+    const char *magic;
+    uint32_t ninc;
+    int dup_inc; /* row 1 repeats row 0 */
+    uint64_t seq, lamport;
+    uint8_t flags;
+    const char *value;
+    size_t ndeps;
+    int distinct_deps; /* dep ids 0, 1, 2...; else all 0 */
+    uint64_t dep_n;
+    uint32_t ncount, count_inc[2], count_flags;
+    uint64_t count_n, final_seq;
+};
+
+static const struct spec good_spec = {
+    .magic = "KVB1", .ninc = 1, .seq = 1, .lamport = 1, .value = "\"v\"", .dep_n = 1,
+    .ncount = 1, .count_inc = { 0, 1 }, .count_n = 1,
+};
+
+static void s_put(struct buf *b, const void *p, size_t n)
+{
+    buf_append(b, p, n);
+}
+#define S_NUM(b, v, type)                                                                                              \
+    do {                                                                                                               \
+        type v_ = (type)(v);                                                                                           \
+        s_put((b), &v_, sizeof(v_));                                                                                   \
+    } while (0)
+
+static void spec_build(struct buf *b, const struct spec *s)
+{
+    uint32_t i;
+    size_t d, vlen = strlen(s->value);
+
+    b->len = 0;
+    s_put(b, s->magic, 4);
+    S_NUM(b, 14, uint8_t);
+    s_put(b, "127.0.0.1:8090", 14);
+    S_NUM(b, 100, uint64_t);
+    S_NUM(b, 0, uint32_t);
+    S_NUM(b, s->ninc, uint32_t);
+    for (i = 0; i < s->ninc; ++i) {
+        S_NUM(b, 14, uint8_t);
+        s_put(b, "127.0.0.2:8090", 14);
+        S_NUM(b, s->dup_inc && i == 1 ? 1 : 1 + i, uint64_t);
+    }
+    S_NUM(b, 1, uint32_t);
+    S_NUM(b, 0, uint32_t);
+    S_NUM(b, s->seq, uint64_t);
+    S_NUM(b, s->lamport, uint64_t);
+    S_NUM(b, s->flags, uint8_t);
+    S_NUM(b, 1, uint8_t);
+    S_NUM(b, vlen, uint32_t);
+    S_NUM(b, s->ndeps, uint16_t);
+    for (d = 0; d < s->ndeps; ++d) {
+        S_NUM(b, s->distinct_deps ? d : 0, uint32_t);
+        S_NUM(b, s->dep_n, uint64_t);
+    }
+    s_put(b, "k", 1);
+    s_put(b, s->value, vlen);
+    S_NUM(b, s->ncount, uint32_t);
+    for (i = 0; i < s->ncount; ++i) {
+        S_NUM(b, s->count_inc[i], uint32_t);
+        S_NUM(b, s->count_n, uint64_t);
+        S_NUM(b, s->count_flags, uint32_t);
+        S_NUM(b, s->final_seq, uint64_t);
+    }
+}
+
+static int spec_decodes(const struct spec *s)
+{
+    struct buf b = { 0 };
+    struct wire_msg m;
+    int r;
+
+    spec_build(&b, s);
+    r = decode(b.p, b.len, &m);
+    if (r == 0) {
+        if (!consistent(&m, held, b.len))
+            r = -2;
+        wire_msg_free(&m);
+    }
+    buf_free(&b);
+    return r;
+}
+
+static void test_hostile(void)
+{
+    static const char *bad_values[] = { "not json", "1, \"result\": \"x\"", "\"abc", "{\"a\": 1", "[1,]", "\"a\001b\"",
+                                        "\"\xff\"", "null", " 1", "1 ", "01", "tru", "{\"a\" 1}", "\"\\x\"" };
+    static const char *good_values[] = { "1", "\"s\"", "{}", "[1,{\"a\":null}]", "true", "-0.5e3", "\"\\u00e9\"" };
+    struct spec s;
+    size_t i;
+    int all;
+
+#define SPEC(field, v) (s = good_spec, s.field = (v), spec_decodes(&s))
+    ok(spec_decodes(&good_spec) == 0, "the spec's default message decodes");
+    s = good_spec, s.ndeps = 3000;
+    ok(spec_decodes(&s) == -1, "rejected: a record with 3,000 dependencies, all on its own origin");
+    s = good_spec, s.ndeps = 2;
+    ok(spec_decodes(&s) == -1, "rejected: two dependencies on the same id");
+    s = good_spec, s.ninc = CLOCK_MAX, s.ndeps = CLOCK_MAX, s.distinct_deps = 1;
+    ok(spec_decodes(&s) == 0, "accepted: CLOCK_MAX distinct dependencies");
+    s = good_spec, s.ninc = CLOCK_MAX, s.ndeps = CLOCK_MAX + 1, s.distinct_deps = 1;
+    ok(spec_decodes(&s) == -1, "rejected: CLOCK_MAX + 1 dependencies");
+    s = good_spec, s.ninc = 2, s.dup_inc = 1;
+    ok(spec_decodes(&s) == -1, "rejected: one incarnation twice in the table");
+    s = good_spec, s.ninc = 2, s.ncount = 2, s.count_inc[1] = 0;
+    ok(spec_decodes(&s) == -1, "rejected: two counts for one incarnation");
+    s = good_spec, s.ninc = 2, s.ncount = 2;
+    ok(spec_decodes(&s) == 0, "accepted: counts for two incarnations");
+    ok(SPEC(ncount, 2) == -1, "rejected: more counts than incarnations");
+    ok(SPEC(count_flags, 0x07) == 0, "accepted: count flags INC_RETIRED | INC_FINAL | 0x04 (folded)");
+    ok(SPEC(count_flags, 0x08) == -1 && SPEC(count_flags, 0x80000000u) == -1, "rejected: undefined count flags");
+    ok(SPEC(flags, 0x02) == -1 && SPEC(flags, 0x81) == -1, "rejected: undefined record flags");
+    ok(SPEC(magic, "KVX1") == -1 && SPEC(magic, "kvb1") == -1, "rejected: an unknown magic");
+    ok(SPEC(lamport, WIRE_NUM_MAX) == 0 && SPEC(seq, WIRE_NUM_MAX) == 0 && SPEC(dep_n, WIRE_NUM_MAX) == 0 &&
+         SPEC(count_n, WIRE_NUM_MAX) == 0 && SPEC(final_seq, WIRE_NUM_MAX) == 0,
+       "accepted: seq, lamport, dep n, count n, final_seq at WIRE_NUM_MAX");
+    ok(SPEC(lamport, WIRE_NUM_MAX + 1) == -1 && SPEC(lamport, UINT64_MAX) == -1 && SPEC(seq, WIRE_NUM_MAX + 1) == -1 &&
+         (s = good_spec, s.ndeps = 1, s.dep_n = UINT64_MAX, spec_decodes(&s)) == -1 &&
+         SPEC(count_n, UINT64_MAX) == -1 && SPEC(final_seq, WIRE_NUM_MAX + 1) == -1,
+       "rejected: any of them past WIRE_NUM_MAX (a Lamport clock that would wrap)");
+    for (i = 0, all = 1; i < sizeof(bad_values) / sizeof(bad_values[0]); ++i)
+        if (SPEC(value, bad_values[i]) != -1) {
+            printf("# accepted the value %s\n", bad_values[i]);
+            all = 0;
+        }
+    ok(all, "rejected: %zu values that are not stored JSON (GET splices them as they are)",
+       sizeof(bad_values) / sizeof(bad_values[0]));
+    for (i = 0, all = 1; i < sizeof(good_values) / sizeof(good_values[0]); ++i)
+        if (SPEC(value, good_values[i]) != 0) {
+            printf("# rejected the value %s\n", good_values[i]);
+            all = 0;
+        }
+    ok(all, "accepted: %zu compact JSON values", sizeof(good_values) / sizeof(good_values[0]));
+    /* a snapshot's clock must cover its entries */
+    s = good_spec, s.magic = "KVS1", s.seq = 5, s.count_n = 5;
+    ok(spec_decodes(&s) == 0, "accepted: a snapshot entry at its origin's count");
+    s = good_spec, s.magic = "KVS1", s.seq = 6, s.count_n = 5;
+    ok(spec_decodes(&s) == -1, "rejected: a snapshot entry beyond its origin's count");
+    s = good_spec, s.magic = "KVS1", s.ncount = 0;
+    ok(spec_decodes(&s) == -1, "rejected: a snapshot entry whose origin has no count");
+    s = good_spec, s.magic = "KVS1", s.count_n = 5, s.value = "{\"a\":";
+    ok(spec_decodes(&s) == -1, "rejected: a snapshot entry whose value is not JSON");
+#undef SPEC
+}
+
+/* Defense in depth: the store itself refuses a record whose deps would
+ * overflow the intent, whatever a decoder let through. */
+static void test_store_refuses_many_deps(void)
+{
+    struct shm_params params = { 4u << 20, 0 };
+    shm_t *shm = shm_create(&params);
+    static struct vc_pair deps[3000];
+    struct store_record rec = { 0 };
+    char buf[256];
+    const char *why = "";
+    uint8_t result = 0;
+    size_t i, applied;
+
+    ok(shm != NULL && store_setup(shm, "127.0.0.9:8090", 900) == 0, "a store for the deps guard");
+    if (shm == NULL)
+        return;
+    for (i = 0; i < 3000; ++i)
+        deps[i] = (struct vc_pair){ 0, 0 };
+    rec = (struct store_record){ (uint32_t)shm->clock->self, 1, 1, 0, "k", 1, "1", 1, deps, 3000 };
+    applied = store_apply_records_sh(shm, &rec, 1, &result);
+    ok(applied == 0 && result == APPLY_FULL && clock_applied(shm->clock, (uint32_t)shm->clock->self) == 0,
+       "store_apply_records_sh: a record with 3,000 deps is refused (APPLY_FULL), the clock unchanged");
+    ok(store_check_sh(shm, buf, sizeof(buf), &why) == 0, "and the store checks clean (%s)", why ? why : "");
+    rec.ndeps = CLOCK_MAX;
+    applied = store_apply_records_sh(shm, &rec, 1, &result);
+    ok(applied == 1 && store_check_sh(shm, buf, sizeof(buf), &why) == 0,
+       "CLOCK_MAX deps are applied, the store still clean");
+    shm_destroy(shm);
 }
 
 /* --- truncation and huge counts --------------------------------------- */
@@ -697,7 +883,7 @@ static void test_localize(void)
 
 int main(void)
 {
-    plan(50);
+    plan(75);
     memset(bigkey, 'K', sizeof(bigkey));
     memset(bigval, 'v', sizeof(bigval));
     bigval[0] = '"', bigval[sizeof(bigval) - 1] = '"';
@@ -712,6 +898,8 @@ int main(void)
     test_clock_and_snapshot();
     test_small_records();
     test_rules();
+    test_hostile();
+    test_store_refuses_many_deps();
     test_truncation();
     test_huge_counts();
     test_fuzz();
