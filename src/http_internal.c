@@ -139,9 +139,17 @@ struct snap_ctx {
 static int snap_entry(const struct entry *e, void *arg)
 {
     struct snap_ctx *ctx = arg;
+    const struct clock_sh *clock = ctx->shm->clock;
+    uint32_t origin = e->origin;
+    int floor;
+
+    /* a STALE life not relabelled yet: its floor row is what the
+     * snapshot names (its count says it is folded) */
+    if ((clock_flags(clock, origin) & INC_STALE) && (floor = clock_floor(clock, clock->inc[origin].addr)) >= 0)
+        origin = (uint32_t)floor;
     wire_enc_record(ctx->enc,
                     ctx->shm->clock,
-                    e->origin,
+                    origin,
                     e->seq,
                     e->lamport,
                     (e->flags & ENTRY_TOMBSTONE) != 0,

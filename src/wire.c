@@ -19,7 +19,8 @@
  *              counts <= WIRE_NUM_MAX;
  *   count      inc < ninc, no inc twice (so ncount <= ninc); flags within
  *              WIRE_COUNT_FLAGS; n and final_seq <= WIRE_NUM_MAX;
- *   KVS1       every entry's seq <= the count of its origin;
+ *   KVS1       every entry's seq <= the count of its origin (any seq
+ *              for a folded origin);
  *   lengths    every length and count within the bytes left, and no byte
  *              left over.
  */
@@ -391,8 +392,9 @@ static int snapshot_covered(const struct wire_msg *msg)
     uint64_t have[CLOCK_MAX] = { 0 };
     uint32_t i;
 
+    /* a folded life's entries keep the seqs of whichever life wrote them */
     for (i = 0; i < msg->ncount; ++i)
-        have[msg->count[i].inc] = msg->count[i].n;
+        have[msg->count[i].inc] = (msg->count[i].flags & INC_FOLDED) ? UINT64_MAX : msg->count[i].n;
     for (i = 0; i < msg->nrec; ++i)
         if (msg->rec[i].seq > have[msg->rec[i].origin])
             return -1;
