@@ -11,9 +11,14 @@
 #include <stdio.h>
 
 #include "clock.h"
+#include "shm.h"
 #include "view.h"
 
 #define EX_CONFIG_ 78 /* sysexits.h EX_CONFIG */
+
+/* Every worker and the replicator own one of the SHM_MAX_PROCS process
+ * slots (RCU reader slot, stats slot, the master's child table). */
+#define WORKERS_MAX (SHM_MAX_PROCS - 1)
 
 struct config {
     char address[ADDR_MAX]; /* this replica, IP:PORT */
@@ -62,6 +67,10 @@ extern const size_t config_noptions;
  * one-line message in err. */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 void config_usage(FILE *fp);
+
+/* --workers when unset: one per CPU (cpus from sysconf, -1 if unknown),
+ * within 1..WORKERS_MAX. */
+int config_default_workers(long cpus);
 
 /* Parse "IP:PORT" (dotted IPv4, port 1-65535) into a canonical string. */
 int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX]);
