@@ -115,16 +115,14 @@ static void count(shm_t *shm, const struct entry *old, const struct entry *e)
     counters_after(shm, old, e, &shm->table->nlive, &shm->table->ntomb);
 }
 
-/* Retire node unless a previous, interrupted attempt already linked it:
- * rcu_retire_sh() links the node, then moves the tail. */
+/* Retire node unless a previous, interrupted attempt already linked it.
+ * Nothing is retired after it within one intent, so a linked node is the
+ * last one; store_recover_sh() has rebuilt tail from head before a replay
+ * gets here. */
 static void retire_once(struct rcu_sh *rcu, struct rcu_node *node)
 {
-    if (rcu->tail == node)
+    if (rcu->head != NULL && rcu->tail == node)
         return;
-    if (rcu->head == node || (rcu->head != NULL && rcu->tail->next == node)) {
-        rcu->tail = node;
-        return;
-    }
     rcu_retire_sh(rcu, node);
 }
 
@@ -181,6 +179,8 @@ void store_recover_sh(void *arg)
 
     struct store_intent *in = &st->intent;
 
+    /* first: everything below may retire objects */
+    rcu_recover_sh(st->shm->rcu);
     if (in->committed && finish_intent(st->shm, in) == 0) {
         in->committed = 0;
         arena_free_sh(st->shm->arena, in->entry);
