@@ -181,6 +181,7 @@ void store_recover_sh(void *arg)
 
     /* first: everything below may retire objects */
     rcu_recover_sh(st->shm->rcu);
+    view_recover_sh(st->shm->view);
     if (in->committed && finish_intent(st->shm, in) == 0) {
         in->committed = 0;
         arena_free_sh(st->shm->arena, in->entry);

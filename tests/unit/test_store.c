@@ -26,6 +26,7 @@
 #include "rlog.h"
 #include "shm.h"
 #include "store.h"
+#include "view.h"
 #include "table.h"
 #include "tap.h"
 
@@ -650,6 +651,45 @@ static void test_dead_holder(void)
     shm_destroy(shm);
 }
 
+/* A child dies holding the writer lock with the RCU retire list torn
+ * (a node linked into the empty list, tail not yet moved) and the view's
+ * seqlock write section open: the owner-dead recovery repairs both. */
+static void test_dead_holder_torn(void)
+{
+    shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
+    struct rcu_node *node;
+    uint64_t vseq;
+    pid_t pid;
+    int status;
+
+    put(shm, "a", "1");
+    rcu_reclaim_sh(shm->rcu, shm->arena);
+    vseq = shm->view->seq;
+    ok(shm->rcu->head == NULL && vseq % 2 == 0, "torn holder: retire list empty, view section closed");
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+        lock_acquire_sh(shm->lock);
+        node = arena_alloc_sh(shm->arena, 64);
+        node->next = NULL;
+        node->epoch = shm->rcu->epoch;
+        shm->rcu->head = node; /* killed before tail = node */
+        shm->rcu->tail = NULL;
+        ++shm->view->seq; /* and inside a view write section */
+        raise(SIGKILL);
+        _exit(1);
+    }
+    waitpid(pid, &status, 0);
+    ok(lock_reap_sh(shm->lock) == 1, "the master's reap runs recovery");
+    ok(shm->rcu->tail == shm->rcu->head && shm->rcu->tail != NULL && shm->rcu->pending == 1,
+       "the retire list's tail rebuilt from head");
+    ok(shm->view->seq == vseq + 2, "the view's write section closed");
+    ok(put(shm, "a", "2") == STORE_REPLACED && put(shm, "a", "3") == STORE_REPLACED && value_is(shm, "a", "3"),
+       "writes that retire entries work afterwards");
+    rcu_reclaim_sh(shm->rcu, shm->arena);
+    ok(shm->rcu->head == NULL && shm->rcu->pending == 0 && consistent(shm), "everything reclaimed, store consistent");
+    shm_destroy(shm);
+}
+
 /* A child writes until a timer signal finds it holding the writer lock,
  * then SIGKILLs itself there: at a random instruction inside a write. */
 static shm_t *victim;
@@ -846,7 +886,7 @@ static void test_killed_after_publish(void)
 
 int main(void)
 {
-    plan(97);
+    plan(103);
     test_client_writes();
     test_apply();
     test_lww();
@@ -855,6 +895,7 @@ int main(void)
     test_full();
     test_reap();
     test_dead_holder();
+    test_dead_holder_torn();
     test_killed_after_publish();
     test_killed_writers();
     return done_testing();
