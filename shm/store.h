@@ -68,10 +68,15 @@ int store_setup(shm_t *shm, const char *self_addr, uint64_t stamp);
  * clock right after the write is copied into clock_out[CLOCK_MAX]. */
 enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w, uint64_t *clock_out);
 
-/* Apply replicated records in order, under one lock hold; result[i] gets
- * enum store_apply per record.  Records are retried within the batch
- * until no more become applicable.  Returns how many were applied. */
+/* Apply replicated records, under one lock hold; result[i] gets enum
+ * store_apply per record.  Each origin's records are applied in seq order
+ * whatever their order in recs, as soon as their dependencies are met,
+ * records of the batch included.  Returns how many were applied. */
 size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_t n, uint8_t *result);
+
+/* How many times a replicated record was checked for applying, ever: a
+ * batch of n records costs at most n + (n + 1) * (origins in it). */
+uint64_t store_apply_attempts(shm_t *shm);
 
 /* Owner-dead recovery hook (lock held). */
 void store_recover_sh(void *shm);

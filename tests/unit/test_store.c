@@ -375,6 +375,60 @@ static void test_apply(void)
     shm_destroy(shm);
 }
 
+/* A batch of n records in reverse order: applying it must take a number
+ * of record checks linear in n, not one pass over the batch per applied
+ * record (n^2 / 2 checks under the writer lock). */
+#define NREV 2000
+
+static void test_apply_reversed(void)
+{
+    shm_t *shm = new_store(MEM, "127.0.0.3:8090", 300);
+    uint32_t a = (uint32_t)intern(shm, "127.0.0.2:8090", 200), c = (uint32_t)intern(shm, "127.0.0.4:8090", 400);
+    static struct store_record rs[2 * NREV];
+    static struct vc_pair deps[2 * NREV];
+    static char keys[2 * NREV][16];
+    static uint8_t res[2 * NREV];
+    uint64_t before, used, bound;
+    size_t k, n = 2 * NREV, applied, done = 0;
+
+    /* one origin, reversed */
+    for (k = 0; k < NREV; ++k) {
+        snprintf(keys[k], sizeof(keys[k]), "r%zu", k + 1);
+        rs[NREV - 1 - k] = rec(a, k + 1, k + 1, keys[k], "1", NULL, 0);
+    }
+    before = store_apply_attempts(shm);
+    applied = store_apply_records_sh(shm, rs, NREV, res);
+    used = store_apply_attempts(shm) - before;
+    ok(applied == NREV && clock_applied(shm->clock, a) == NREV, "%d records of one origin in reverse order: all applied",
+       NREV);
+    ok(used <= NREV + 2, "in %llu record checks (the old whole-batch retry took %d)", (unsigned long long)used,
+       NREV * (NREV + 1) / 2);
+
+    /* two origins whose records depend on each other alternately (c's k-th
+     * on a's k-th, a's k-th on c's (k-1)-th), the batch reversed: each
+     * round over the runs can apply only one record of each */
+    for (k = 0; k < NREV; ++k) {
+        uint64_t s = NREV + k + 1; /* a continues after the first part */
+        snprintf(keys[NREV + k], sizeof(keys[0]), "c%zu", k + 1);
+        deps[2 * k] = (struct vc_pair){ c, k };          /* a's */
+        deps[2 * k + 1] = (struct vc_pair){ a, s };      /* c's */
+        rs[n - 1 - 2 * k] = rec(a, s, s, keys[k], "2", &deps[2 * k], k ? 1 : 0);
+        rs[n - 2 - 2 * k] = rec(c, k + 1, s, keys[NREV + k], "3", &deps[2 * k + 1], 1);
+    }
+    before = store_apply_attempts(shm);
+    applied = store_apply_records_sh(shm, rs, n, res);
+    used = store_apply_attempts(shm) - before;
+    bound = n + (n + 1) * 2;
+    for (k = 0; k < n; ++k)
+        done += res[k] == APPLY_DONE;
+    ok(applied == n && done == n && clock_applied(shm->clock, a) == 2 * NREV && clock_applied(shm->clock, c) == NREV,
+       "%zu interdependent records of two origins, reversed: all applied", n);
+    ok(used <= bound, "in %llu record checks (bound n + (n + 1) * origins = %llu)", (unsigned long long)used,
+       (unsigned long long)bound);
+    ok(value_is(shm, "r1", "2") && value_is(shm, "c1", "3") && consistent(shm), "values right, store consistent");
+    shm_destroy(shm);
+}
+
 /* --- last-writer-wins --------------------------------------------------- */
 
 /* Apply one record from origin (addr, stamp) on shm. */
@@ -886,9 +940,10 @@ static void test_killed_after_publish(void)
 
 int main(void)
 {
-    plan(103);
+    plan(108);
     test_client_writes();
     test_apply();
+    test_apply_reversed();
     test_lww();
     test_install();
     test_retired();
