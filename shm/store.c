@@ -44,9 +44,23 @@ struct store_intent {
     struct vc_pair deps[CLOCK_MAX];
 };
 
+/* A snapshot install in progress (see store_install_sh()). */
+enum { INSTALL_IDLE = 0, INSTALL_PREPARING, INSTALL_COMMITTED, INSTALL_CLEANUP };
+
+struct install_intent {
+    uint32_t state;         /* INSTALL_* */
+    uint32_t ninc;          /* clock[] entries that count */
+    size_t n;               /* slots of entries[] and keys[] filled */
+    struct entry **entries; /* arena: the copies; a slot is cleared once published or freed */
+    struct entry **keys;    /* arena: the same, never cleared: the transfer's keys, sorted */
+    uint64_t lamport;       /* the largest Lamport stamp among them */
+    uint64_t clock[CLOCK_MAX];
+};
+
 struct store_state {
     shm_t *shm;
     struct store_intent intent;
+    struct install_intent install;
     uint64_t apply_attempts; /* replicated records checked for applying */
 };
 
@@ -56,6 +70,9 @@ static uint64_t mono_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+static void install_rollback(shm_t *shm, struct install_intent *in);
+static void install_finish(shm_t *shm, struct install_intent *in);
 
 static struct store_state *state_of(shm_t *shm)
 {
@@ -108,12 +125,6 @@ static void counters_after(const shm_t *shm,
         --*((old->flags & ENTRY_TOMBSTONE) ? ntomb : nlive);
     if (e != NULL)
         ++*((e->flags & ENTRY_TOMBSTONE) ? ntomb : nlive);
-}
-
-/* Writer lock held: count old -> e right away (no crash replay needed). */
-static void count(shm_t *shm, const struct entry *old, const struct entry *e)
-{
-    counters_after(shm, old, e, &shm->table->nlive, &shm->table->ntomb);
 }
 
 /* Retire node unless a previous, interrupted attempt already linked it.
@@ -183,6 +194,10 @@ void store_recover_sh(void *arg)
     /* first: everything below may retire objects */
     rcu_recover_sh(st->shm->rcu);
     view_recover_sh(st->shm->view);
+    if (st->install.state == INSTALL_PREPARING)
+        install_rollback(st->shm, &st->install);
+    else if (st->install.state != INSTALL_IDLE)
+        install_finish(st->shm, &st->install);
     if (in->committed && finish_intent(st->shm, in) == 0) {
         in->committed = 0;
         arena_free_sh(st->shm->arena, in->entry);
@@ -426,33 +441,6 @@ int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *st
     return r;
 }
 
-/* Writer lock held: publish one transferred entry if it is newer. */
-static int install_entry(shm_t *shm, const struct store_record *in)
-{
-    const struct entry *cur = current(shm, in->key, in->klen);
-    struct entry *e, *old = NULL;
-
-    if (cur != NULL && !newer(shm->clock, in->lamport, in->origin, cur->lamport, cur->origin))
-        return 0;
-    if ((e = table_entry_new_sh(shm->arena, in->key, in->klen, in->tombstone ? 0 : in->vlen)) == NULL)
-        return -1;
-    e->lamport = in->lamport;
-    e->seq = in->seq;
-    e->origin = (uint16_t)in->origin;
-    e->flags = in->tombstone ? ENTRY_TOMBSTONE : 0;
-    e->vlen = in->tombstone ? 0 : (uint32_t)in->vlen;
-    memcpy((char *)entry_value(e), in->value, e->vlen);
-    if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0) {
-        arena_free_sh(shm->arena, e);
-        return -1;
-    }
-    count(shm, old, e);
-    if (old != NULL)
-        rcu_retire_sh(shm->rcu, &old->rcu);
-    clock_lamport_observe_sh(shm->clock, in->lamport);
-    return 0;
-}
-
 /* Remove the entry e (writer lock held) and retire it. */
 static void unlink_entry(shm_t *shm, const struct entry *e)
 {
@@ -496,19 +484,63 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
     return ctx.n;
 }
 
-static int cmp_key(const void *a, const void *b)
+/*
+ * Snapshot install.  A transfer is applied under one lock hold, as an
+ * intent in shared memory, so that a replicator killed at any instruction
+ * never leaves transferred entries visible without the clock that covers
+ * them (a write of the transfer would never arrive again: the peer's log
+ * no longer has it, which is why it sent a snapshot).
+ *
+ *   prepare   every transferred entry is copied into the arena (not yet
+ *             visible), in key order, and the table grown so the publishes
+ *             below cannot fail.  Killed here: recovery frees what was
+ *             copied; nothing visible changed.
+ *   commit    the target clock is recorded and state becomes COMMITTED.
+ *   finish    idempotent steps: drop the local entries the transfer shows
+ *             deleted, publish each copy that is newer than the key's
+ *             entry (or free it), advance the clock, recount the table.
+ *             Killed here: recovery runs finish again.
+ *
+ * A slot of entries[] is cleared before its entry is freed or after it is
+ * published, so a replay neither frees an entry twice nor loses one; a
+ * kill between a publish and retiring the entry it replaced leaks that
+ * one entry.
+ */
+static int cmp_record_key(const void *a, const void *b)
 {
     const struct store_record *x = a, *y = b;
     int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
     return c != 0 ? c : (int)x->klen - (int)y->klen;
 }
 
+static int cmp_entry_key(const char *key, size_t klen, const struct entry *e)
+{
+    int c = memcmp(key, entry_key(e), klen < e->klen ? klen : e->klen);
+    return c != 0 ? c : (int)klen - (int)e->klen;
+}
+
+/* 1 if key is among the transfer's entries: a binary search of keys[],
+ * which keeps every copy's place after its entries[] slot is cleared. */
+static int transfer_has(const struct install_intent *in, const char *key, size_t klen)
+{
+    size_t lo = 0, hi = in->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_entry_key(key, klen, (const struct entry *)in->keys[mid]);
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return 0;
+}
+
 struct stale_ctx {
     shm_t *shm;
-    const struct store_record *sorted;
-    size_t n;
-    const uint64_t *clock;
-    uint32_t ninc;
+    const struct install_intent *in;
 };
 
 /* Covered by the transferred clock but absent from the transfer: the key
@@ -516,60 +548,157 @@ struct stale_ctx {
 static int drop_stale(const struct entry *e, void *arg)
 {
     struct stale_ctx *ctx = arg;
-    struct store_record probe = { 0 };
 
-    if (e->origin >= ctx->ninc || e->seq > ctx->clock[e->origin])
+    if (e->origin >= ctx->in->ninc || e->seq > ctx->in->clock[e->origin])
         return 0;
-    probe.key = entry_key(e);
-    probe.klen = e->klen;
-    if (bsearch(&probe, ctx->sorted, ctx->n, sizeof(probe), cmp_key) == NULL)
+    if (!transfer_has(ctx->in, entry_key(e), e->klen))
         unlink_entry(ctx->shm, e);
     return 0;
 }
 
-static struct store_record *sorted_copy(const struct store_record *entries, size_t n)
+static int census(const struct entry *e, void *arg)
 {
-    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
+    uint64_t *c = arg;
+    ++c[(e->flags & ENTRY_TOMBSTONE) ? 1 : 0];
+    return 0;
+}
 
-    if (sorted != NULL) {
-        memcpy(sorted, entries, sizeof(*sorted) * n);
-        qsort(sorted, n, sizeof(*sorted), cmp_key);
+/* Writer lock held: free what a prepare copied (also its recovery). */
+static void install_rollback(shm_t *shm, struct install_intent *in)
+{
+    size_t k;
+
+    for (k = 0; k < in->n; ++k) {
+        struct entry *e = in->entries[k];
+        in->entries[k] = NULL;
+        if (e != NULL)
+            arena_free_sh(shm->arena, e);
     }
-    return sorted;
+    __atomic_store_n(&in->state, INSTALL_IDLE, __ATOMIC_RELEASE);
+    arena_free_sh(shm->arena, in->entries);
+    arena_free_sh(shm->arena, in->keys);
+}
+
+/* Writer lock held: publish transferred entry k unless the key holds a
+ * write at least as new (the copy is then freed in the cleanup, since a
+ * replay of drop_stale() still reads its key).  Safe to run again after
+ * a kill anywhere in it. */
+static void install_one(shm_t *shm, struct install_intent *in, size_t k)
+{
+    struct entry *e = in->entries[k], *old = NULL;
+    const struct entry *cur;
+
+    if (e == NULL)
+        return;
+    cur = current(shm, entry_key(e), e->klen);
+    if (cur == e) { /* published before a kill */
+        in->entries[k] = NULL;
+        return;
+    }
+    if (cur != NULL && !newer(shm->clock, e->lamport, e->origin, cur->lamport, cur->origin))
+        return;
+    if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0)
+        abort(); /* cannot fail: install_prepare() reserved the slots */
+    in->entries[k] = NULL;
+    if (old != NULL)
+        rcu_retire_sh(shm->rcu, &old->rcu);
+}
+
+/* Writer lock held, intent committed: the idempotent second half. */
+static void install_finish(shm_t *shm, struct install_intent *in)
+{
+    struct stale_ctx stale = { shm, in };
+    uint64_t counts[2] = { 0, 0 };
+    uint32_t id;
+    size_t k;
+
+    if (in->state == INSTALL_CLEANUP)
+        goto cleanup;
+    table_foreach_sh(shm->table, drop_stale, &stale);
+    for (k = 0; k < in->n; ++k)
+        install_one(shm, in, k);
+    /* entries first, clock after: a reader who sees the clock sees every
+     * entry it covers */
+    clock_lamport_observe_sh(shm->clock, in->lamport);
+    for (id = 0; id < in->ninc; ++id)
+        clock_advance_sh(shm->clock, id, in->clock[id]);
+    rlog_mark_installed_sh(shm->rlog, in->clock, in->ninc);
+    /* absolute values: right whatever a killed attempt had counted */
+    table_foreach_sh(shm->table, census, counts);
+    shm->table->nlive = counts[0];
+    shm->table->ntomb = counts[1];
+    __atomic_store_n(&in->state, INSTALL_CLEANUP, __ATOMIC_RELEASE);
+cleanup:
+    /* the copies that lost to a newer local write */
+    install_rollback(shm, in);
+}
+
+/* Writer lock held: copy the (key-sorted) transfer into the arena and
+ * commit.  -1, nothing changed, if it does not fit. */
+static int install_prepare(shm_t *shm,
+                           struct install_intent *in,
+                           const struct store_record *sorted,
+                           size_t n,
+                           const uint64_t *clock,
+                           uint32_t ninc)
+{
+    size_t k, bytes = sizeof(struct entry *) * (n ? n : 1);
+
+    in->n = 0;
+    in->lamport = 0;
+    in->keys = NULL;
+    if ((in->entries = arena_alloc_sh(shm->arena, bytes)) == NULL)
+        return -1;
+    if ((in->keys = arena_alloc_sh(shm->arena, bytes)) == NULL) {
+        arena_free_sh(shm->arena, in->entries);
+        return -1;
+    }
+    __atomic_store_n(&in->state, INSTALL_PREPARING, __ATOMIC_RELEASE);
+    for (k = 0; k < n; ++k) {
+        const struct store_record *r = &sorted[k];
+        size_t vlen = r->tombstone ? 0 : r->vlen;
+        struct entry *e = table_entry_new_sh(shm->arena, r->key, r->klen, vlen);
+
+        if (e == NULL)
+            goto fail;
+        e->lamport = r->lamport;
+        e->seq = r->seq;
+        e->origin = (uint16_t)r->origin;
+        e->flags = r->tombstone ? ENTRY_TOMBSTONE : 0;
+        e->vlen = (uint32_t)vlen;
+        memcpy((char *)entry_value(e), r->value, vlen);
+        if (r->lamport > in->lamport)
+            in->lamport = r->lamport;
+        in->entries[k] = in->keys[k] = e;
+        __atomic_store_n(&in->n, k + 1, __ATOMIC_RELEASE);
+    }
+    if (table_reserve_sh(shm->table, shm->rcu, shm->arena, n) != 0)
+        goto fail;
+    memset(in->clock, 0, sizeof(in->clock));
+    memcpy(in->clock, clock, sizeof(*clock) * (ninc < CLOCK_MAX ? ninc : CLOCK_MAX));
+    in->ninc = ninc < CLOCK_MAX ? ninc : CLOCK_MAX;
+    __atomic_store_n(&in->state, INSTALL_COMMITTED, __ATOMIC_RELEASE); /* the commit point */
+    return 0;
+fail:
+    install_rollback(shm, in);
+    return -1;
 }
 
 int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, const uint64_t *clock, uint32_t ninc)
 {
-    struct stale_ctx stale = { shm, NULL, n, clock, ninc };
-    struct store_record *sorted = NULL;
-    size_t i;
-    uint32_t id;
-    int r = 0;
+    struct install_intent *in = &state_of(shm)->install;
+    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
+    int r;
 
-    /* A joining replica's store is empty and nothing in it can be stale:
-     * no sorted copy then.  Checked again under the lock, where the copy
-     * is made after all if records arrived meanwhile. */
-    if ((shm->table->nlive != 0 || shm->table->ntomb != 0) && (sorted = sorted_copy(entries, n)) == NULL)
+    /* sorted here, in the heap, so the arena copy is born in key order */
+    if (sorted == NULL)
         return -1;
+    memcpy(sorted, entries, sizeof(*sorted) * n);
+    qsort(sorted, n, sizeof(*sorted), cmp_record_key);
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
-    if (shm->table->nlive != 0 || shm->table->ntomb != 0) {
-        if (sorted == NULL && (sorted = sorted_copy(entries, n)) == NULL) {
-            lock_release_sh(shm->lock);
-            return -1;
-        }
-        stale.sorted = sorted;
-        table_foreach_sh(shm->table, drop_stale, &stale);
-    }
-    for (i = 0; i < n && r == 0; ++i)
-        r = install_entry(shm, &entries[i]);
-    if (r == 0) {
-        /* entries first, clock after: a reader who sees the clock sees
-         * every entry it covers */
-        for (id = 0; id < ninc; ++id)
-            clock_advance_sh(shm->clock, id, clock[id]);
-        rlog_mark_installed_sh(shm->rlog, clock, ninc);
-    }
+    if ((r = install_prepare(shm, in, sorted, n, clock, ninc)) == 0)
+        install_finish(shm, in);
     lock_release_sh(shm->lock);
     free(sorted);
     return r;

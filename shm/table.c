@@ -153,7 +153,7 @@ static uint64_t probe(const struct table_slots *s, const char *key, size_t klen,
 /* Writer lock held.  Copy the live pointers into a fresh array (twice as
  * large unless the old one was mostly TABLE_DELETED), publish it, and
  * retire the old one.  -1, nothing changed, if the arena is full. */
-static int rebuild_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena)
+static int rebuild_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena, uint64_t extra)
 {
     struct table_slots *old = table->slots, *s;
     uint64_t i, j, live = 0, capacity = old->mask + 1;
@@ -161,8 +161,9 @@ static int rebuild_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_s
     for (i = 0; i <= old->mask; ++i)
         if (old->slot[i] != NULL && old->slot[i] != TABLE_DELETED)
             ++live;
-    /* At most half full afterwards, so the next rebuild is far away. */
-    if ((live + 1) * 2 > capacity)
+    /* At most half full afterwards, counting `extra` keys to come, so the
+     * next rebuild is far away. */
+    while ((live + extra + 1) * 2 > capacity)
         capacity *= 2;
     if ((s = slots_new_sh(arena, capacity)) == NULL)
         return -1;
@@ -202,7 +203,7 @@ int table_put_sh(struct table_sh *table,
         return 0;
     }
     if (i == UINT64_MAX || (s->slot[i] == NULL && (table->used + 1) * 4 > (s->mask + 1) * 3)) {
-        if (rebuild_sh(table, rcu, arena) != 0) {
+        if (rebuild_sh(table, rcu, arena, 0) != 0) {
             errno = ENOMEM;
             return -1;
         }
@@ -213,6 +214,15 @@ int table_put_sh(struct table_sh *table,
         ++table->used;
     rcu_assign_pointer(s->slot[i], e);
     return 0;
+}
+
+int table_reserve_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena, uint64_t n)
+{
+    struct table_slots *s = table->slots;
+
+    if ((table->used + n + 1) * 4 <= (s->mask + 1) * 3)
+        return 0;
+    return rebuild_sh(table, rcu, arena, n);
 }
 
 struct entry *table_remove_sh(struct table_sh *table, const char *key, size_t klen, uint32_t hash)

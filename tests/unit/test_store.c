@@ -888,6 +888,152 @@ static void test_killed_writers(void)
     shm_destroy(shm);
 }
 
+/* --- killed installs ---------------------------------------------------- */
+
+/* Install number j: keys k0..k{IM-1}, all from origin x with seqs and
+ * stamps after install j-1's, value j, and a clock covering exactly them. */
+#define IM 300
+
+static char ikeys[IM][8], ivals[IM][24];
+
+static int install_round(shm_t *shm, uint32_t x, uint64_t j, int m)
+{
+    static struct store_record in[IM];
+    uint64_t clock[CLOCK_MAX] = { 0 };
+    int i;
+
+    for (i = 0; i < m; ++i) {
+        snprintf(ikeys[i], sizeof(ikeys[i]), "k%d", i);
+        snprintf(ivals[i], sizeof(ivals[i]), "%llu", (unsigned long long)j);
+        in[i] = rec(x, j * (uint64_t)m + (uint64_t)i + 1, j * (uint64_t)m + (uint64_t)i + 1, ikeys[i], ivals[i], NULL, 0);
+    }
+    clock[x] = (j + 1) * (uint64_t)m;
+    return store_install_sh(shm, in, (size_t)m, clock, x + 1);
+}
+
+/* Every key holds the value of the install the clock says is the last. */
+static int install_whole(shm_t *shm, uint32_t x, int m)
+{
+    uint64_t t = clock_applied(shm->clock, x), j = t / (uint64_t)m - 1;
+    char want[24];
+    int i;
+
+    if (t == 0)
+        return !get(shm, "k0")->found;
+    if (t % (uint64_t)m != 0)
+        return 0;
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)j);
+    for (i = 0; i < m; ++i) {
+        snprintf(ikeys[i], sizeof(ikeys[i]), "k%d", i);
+        if (!value_is(shm, ikeys[i], want)) {
+            printf("# clock says install %llu, key %s does not have its value\n", (unsigned long long)j, ikeys[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Deterministic: single-step a child through an install and SIGKILL it
+ * at the first instruction where a transferred entry is visible.  Before
+ * the install intent, this left that entry ahead of the clock for good. */
+#define SM 24 /* small: every instruction is single-stepped */
+
+static void test_install_killed_after_publish(void)
+{
+    shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
+    uint32_t x = (uint32_t)intern(shm, "127.0.0.9:8090", 9);
+    uint64_t steps = 0;
+    int status, hit = 0;
+    pid_t pid;
+
+    put(shm, "gone", "1"); /* covered by no transfer clock: stays */
+    ok(install_round(shm, x, 1, SM) == 0 && install_whole(shm, x, SM), "install 1 of %d keys", SM);
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
+            _exit(2);
+        raise(SIGSTOP);
+        install_round(shm, x, 2, SM);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    if (WIFSTOPPED(status)) {
+        while (steps < 50000000) {
+            if (ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) != 0 || waitpid(pid, &status, 0) != pid ||
+                !WIFSTOPPED(status))
+                break;
+            ++steps;
+            if ((hit = value_is(shm, "k0", "2")))
+                break;
+        }
+        kill(pid, SIGKILL);
+        ptrace(PTRACE_CONT, pid, NULL, NULL);
+    } else {
+        printf("# ptrace not available: the installer cannot be stopped at the publish\n");
+    }
+    waitpid(pid, &status, 0);
+    ok(hit && clock_applied(shm->clock, x) == 2 * SM, "installer killed with k0 installed, clock not yet advanced (step %llu)",
+       (unsigned long long)steps);
+    ok(lock_reap_sh(shm->lock) == 1, "the master's reap runs recovery");
+    ok(clock_applied(shm->clock, x) == 3 * SM && install_whole(shm, x, SM), "recovery finished the install: every key and the clock");
+    ok(value_is(shm, "gone", "1") && consistent(shm), "store consistent, no entry ahead of the clock");
+    ok(put(shm, "after", "1") == STORE_CREATED && install_round(shm, x, 3, SM) == 0 && install_whole(shm, x, SM),
+       "writes and installs work afterwards");
+    shm_destroy(shm);
+}
+
+static void installer_child(uint32_t x, int round)
+{
+    struct sigaction sa;
+    struct itimerval it;
+    uint64_t j;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = kill_if_locked;
+    sigaction(SIGALRM, &sa, NULL);
+    it.it_interval.tv_sec = it.it_value.tv_sec = 0;
+    it.it_interval.tv_usec = 37 + (round * 7919) % 211;
+    it.it_value.tv_usec = 5 + (round * 104729) % 401;
+    setitimer(ITIMER_REAL, &it, NULL);
+    for (j = clock_applied(victim->clock, x) / IM; j < 100000; ++j)
+        install_round(victim, x, j, IM);
+    _exit(0);
+}
+
+#define IROUNDS 60
+
+static void test_killed_installers(void)
+{
+    shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
+    uint32_t x = (uint32_t)intern(shm, "127.0.0.9:8090", 9);
+    int round, killed = 0, reaped = 0, bad = 0, bad_after = 0;
+
+    victim = shm;
+    for (round = 0; round < IROUNDS; ++round) {
+        pid_t pid;
+        int status;
+        uint64_t t;
+
+        fflush(stdout);
+        if ((pid = fork()) == 0)
+            installer_child(x, round);
+        waitpid(pid, &status, 0);
+        if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+            continue;
+        ++killed;
+        reaped += lock_reap_sh(shm->lock) == 1;
+        bad += !install_whole(shm, x, IM) || !consistent(shm);
+        t = clock_applied(shm->clock, x) / IM;
+        bad_after += install_round(shm, x, t, IM) != 0 || !install_whole(shm, x, IM);
+        rcu_reclaim_sh(shm->rcu, shm->arena);
+    }
+    ok(killed >= IROUNDS / 2, "%d of %d installers SIGKILLed holding the writer lock", killed, IROUNDS);
+    is_int(reaped, killed, "recovery ran after every one");
+    is_int(bad, 0, "after every recovery the last install is whole and the store consistent");
+    is_int(bad_after, 0, "an install works after every recovery");
+    shm_destroy(shm);
+}
+
 /* Deterministic: single-step a child through one write that creates a key
  * and SIGKILL it at the first instruction after the new entry became
  * visible (published, counters not yet updated).  The recovery must leave
@@ -940,7 +1086,7 @@ static void test_killed_after_publish(void)
 
 int main(void)
 {
-    plan(108);
+    plan(118);
     test_client_writes();
     test_apply();
     test_apply_reversed();
@@ -953,5 +1099,7 @@ int main(void)
     test_dead_holder_torn();
     test_killed_after_publish();
     test_killed_writers();
+    test_install_killed_after_publish();
+    test_killed_installers();
     return done_testing();
 }
