@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -216,4 +217,19 @@ void shm_destroy(shm_t *shm)
 {
     if (shm != NULL)
         munmap(shm, shm->size);
+}
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int check_fail(const char **why, const char *reason)
+{
+    if (why != NULL)
+        *why = reason;
+    return -1;
 }

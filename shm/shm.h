@@ -76,6 +76,14 @@ typedef struct shm {
     struct stats_sh *stats;
 } shm_t;
 
+/* Milliseconds of CLOCK_MONOTONIC: the one clock every module and process
+ * uses for timeouts, ages and delays. */
+uint64_t now_ms(void);
+
+/* For the x_check() functions: store reason in *why (if why is not NULL)
+ * and return -1. */
+int check_fail(const char **why, const char *reason);
+
 /* Map and lay out a new store.  Returns NULL with errno set on failure. */
 shm_t *shm_create(const struct shm_params *params);
 void shm_destroy(shm_t *shm);

@@ -64,13 +64,6 @@ struct store_state {
     uint64_t apply_attempts; /* replicated records checked for applying */
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void install_rollback(shm_t *shm, struct install_intent *in);
 static void install_finish(shm_t *shm, struct install_intent *in);
 
@@ -176,7 +169,7 @@ static int finish_intent(shm_t *shm, struct store_intent *in)
         hdr.flags = (e->flags & ENTRY_TOMBSTONE) ? RLOG_TOMBSTONE : 0;
         hdr.klen = e->klen;
         hdr.vlen = e->vlen;
-        hdr.at_ms = (uint32_t)mono_ms(); /* the replicator's relay delay and lag */
+        hdr.at_ms = (uint32_t)now_ms(); /* the replicator's relay delay and lag */
         /* cannot fail: write_locked() checked the record fits the ring */
         rlog_append_sh(shm->rlog, &hdr, in->deps, entry_key(e), entry_value(e), NULL);
     }
@@ -423,7 +416,7 @@ int store_covers(shm_t *shm, const struct vc_pair *m, size_t n)
 
 int store_intern_sh(shm_t *shm, const char (*addr)[ADDR_MAX], const uint64_t *stamp, size_t n, int32_t *ids)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = now_ms();
     size_t i;
     int r = 0;
 

@@ -21,6 +21,7 @@
 #include <urcu/pointer.h>
 
 #include "arena.h"
+#include "shm.h"
 #include "table.h"
 
 #define TABLE_MIN 8
@@ -255,22 +256,15 @@ int table_foreach_sh(struct table_sh *table, int (*fn)(const struct entry *e, vo
     return 0;
 }
 
-static int fail(const char **why, const char *reason)
-{
-    if (why != NULL)
-        *why = reason;
-    return -1;
-}
-
 int table_check(struct table_sh *table, const char **why)
 {
     struct table_slots *s = table->slots;
     uint64_t i, used = 0;
 
     if (s == NULL)
-        return fail(why, "no slot array");
+        return check_fail(why, "no slot array");
     if (((s->mask + 1) & s->mask) != 0)
-        return fail(why, "capacity is not a power of two");
+        return check_fail(why, "capacity is not a power of two");
     for (i = 0; i <= s->mask; ++i) {
         const struct entry *e = s->slot[i];
         if (e == NULL)
@@ -279,16 +273,16 @@ int table_check(struct table_sh *table, const char **why)
         if (e == TABLE_DELETED)
             continue;
         if (e->klen > KEY_MAX)
-            return fail(why, "entry key too long");
+            return check_fail(why, "entry key too long");
         if (e->hash != table_hash(entry_key(e), e->klen))
-            return fail(why, "entry hash does not match its key");
+            return check_fail(why, "entry hash does not match its key");
         /* Reachable from its home slot, and the only entry for its key. */
         if (table_lookup_sh(table, entry_key(e), e->klen, e->hash) != e)
-            return fail(why, "entry unreachable or key duplicated");
+            return check_fail(why, "entry unreachable or key duplicated");
     }
     if (used != table->used)
-        return fail(why, "used counter disagrees with the slots");
+        return check_fail(why, "used counter disagrees with the slots");
     if (used > s->mask)
-        return fail(why, "no NULL slot left");
+        return check_fail(why, "no NULL slot left");
     return 0;
 }
