@@ -18,10 +18,12 @@
  * is lost and nothing half-written is visible.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "rlog.h"
@@ -62,6 +64,7 @@ struct store_state {
     struct store_intent intent;
     struct install_intent install;
     uint64_t apply_attempts; /* replicated records checked for applying */
+    pid_t pass_pid;          /* the process running a full pass (snapshot, check), or 0 */
 };
 
 static void install_rollback(shm_t *shm, struct install_intent *in);
@@ -695,6 +698,53 @@ int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, c
     lock_release_sh(shm->lock);
     free(sorted);
     return r;
+}
+
+int store_pass_begin(shm_t *shm)
+{
+    pid_t *owner = &state_of(shm)->pass_pid, cur = __atomic_load_n(owner, __ATOMIC_ACQUIRE);
+
+    /* a pass whose process died (kill() says so) is over */
+    if (cur != 0 && (cur == getpid() || kill(cur, 0) == 0 || errno != ESRCH))
+        return -1;
+    return __atomic_compare_exchange_n(owner, &cur, getpid(), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ? 0 : -1;
+}
+
+void store_pass_end(shm_t *shm)
+{
+    __atomic_store_n(&state_of(shm)->pass_pid, 0, __ATOMIC_RELEASE);
+}
+
+int store_snapshot_sh(shm_t *shm,
+                      int slot,
+                      void (*at_cut)(shm_t *shm, void *arg),
+                      int (*each)(const struct entry *e, void *arg),
+                      void *arg)
+{
+    struct table_slots *s;
+    struct entry **cut;
+    uint64_t i, n;
+
+    lock_acquire_sh(shm->lock);
+    s = shm->table->slots;
+    n = s->mask + 1;
+    if ((cut = malloc(sizeof(*cut) * n)) == NULL) {
+        lock_release_sh(shm->lock);
+        return -1;
+    }
+    /* The cut: the slot pointers and the clock under the lock, a memcpy;
+     * the entries are immutable and, with our read side entered before
+     * the lock is released, none of them can be freed until we leave. */
+    memcpy(cut, s->slot, sizeof(*cut) * n);
+    at_cut(shm, arg);
+    rcu_read_lock_sh(shm->rcu, slot);
+    lock_release_sh(shm->lock);
+    for (i = 0; i < n; ++i)
+        if (cut[i] != NULL && cut[i] != TABLE_DELETED && each(cut[i], arg) != 0)
+            break;
+    rcu_read_unlock_sh(shm->rcu, slot);
+    free(cut);
+    return 0;
 }
 
 struct check_ctx {

@@ -888,6 +888,48 @@ static void test_killed_writers(void)
     shm_destroy(shm);
 }
 
+/* --- full passes ---------------------------------------------------------- */
+
+static int count_entry(const struct entry *e, void *arg)
+{
+    (void)e;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void at_cut(shm_t *shm, void *arg)
+{
+    (void)arg;
+    out[0] = clock_applied(shm->clock, self_of(shm));
+}
+
+static void test_passes(void)
+{
+    shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
+    pid_t pid;
+    int status, n = 0;
+
+    put(shm, "a", "1");
+    put(shm, "b", "2");
+    ok(store_snapshot_sh(shm, 0, at_cut, count_entry, &n) == 0 && n == 2 && out[0] == 2,
+       "store_snapshot_sh: every entry of the cut, and its clock");
+    ok(shm->rcu->slots[0].epoch == 0 && shm->lock->mutex.__data.__owner == 0, "and neither lock is held after it");
+    ok(store_pass_begin(shm) == 0, "a full pass may start");
+    ok(store_pass_begin(shm) == -1, "a second one may not while it runs");
+    store_pass_end(shm);
+    ok(store_pass_begin(shm) == 0, "after it ends, one may start again");
+    store_pass_end(shm);
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+        store_pass_begin(shm);
+        raise(SIGKILL);
+    }
+    waitpid(pid, &status, 0);
+    ok(store_pass_begin(shm) == 0, "a pass whose process was killed does not block the next");
+    store_pass_end(shm);
+    shm_destroy(shm);
+}
+
 /* --- killed installs ---------------------------------------------------- */
 
 /* Install number j: keys k0..k{IM-1}, all from origin x with seqs and
@@ -1086,7 +1128,7 @@ static void test_killed_after_publish(void)
 
 int main(void)
 {
-    plan(118);
+    plan(124);
     test_client_writes();
     test_apply();
     test_apply_reversed();
@@ -1099,6 +1141,7 @@ int main(void)
     test_dead_holder_torn();
     test_killed_after_publish();
     test_killed_writers();
+    test_passes();
     test_install_killed_after_publish();
     test_killed_installers();
     return done_testing();
