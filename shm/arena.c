@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "shm.h"
 
 #define ARENA_USED 0xa110c8edu
 #define ARENA_FREE 0xf3eeb10cu
@@ -167,13 +168,6 @@ uint64_t arena_free_bytes(const struct arena_sh *arena)
     return used < total ? total - used : 0;
 }
 
-static int fail(const char **why, const char *reason)
-{
-    if (why != NULL)
-        *why = reason;
-    return -1;
-}
-
 int arena_check(const struct arena_sh *arena, const char **why)
 {
     const char *p;
@@ -181,23 +175,23 @@ int arena_check(const struct arena_sh *arena, const char **why)
     int c;
 
     if (arena->base > arena->top || arena->top > arena->end)
-        return fail(why, "arena bounds out of order");
+        return check_fail(why, "arena bounds out of order");
     /* The blocks must tile [base, top) exactly. */
     for (p = arena->base; p < arena->top;) {
         const struct arena_hdr *h = (const struct arena_hdr *)p;
         if (h->class >= ARENA_NCLASSES)
-            return fail(why, "block header with a bad class");
+            return check_fail(why, "block header with a bad class");
         if (h->magic != ARENA_USED && h->magic != ARENA_FREE)
-            return fail(why, "block header with a bad magic");
+            return check_fail(why, "block header with a bad magic");
         if (class_size(h->class) > (uint64_t)(arena->top - p))
-            return fail(why, "block runs past top");
+            return check_fail(why, "block runs past top");
         p += class_size(h->class);
     }
     /* used/nalloc are not compared with the blocks: a writer killed
      * between a commit point and the counter update legitimately leaves
      * them off by one block. */
     if (arena->used > (uint64_t)(arena->top - arena->base))
-        return fail(why, "used counter exceeds the blocks cut");
+        return check_fail(why, "used counter exceeds the blocks cut");
     /* Each free list holds only free blocks of its class, inside the
      * arena, without a cycle (bounded by the number of blocks possible). */
     limit = (uint64_t)(arena->top - arena->base) / ARENA_MIN;
@@ -207,13 +201,13 @@ int arena_check(const struct arena_sh *arena, const char **why)
         for (; h != NULL; h = *(void *const *)(h + 1)) {
             if ((const char *)h < arena->base || (const char *)h >= arena->top ||
                 ((uintptr_t)h & (ARENA_ALIGN - 1)) != 0)
-                return fail(why, "free list points outside the arena");
+                return check_fail(why, "free list points outside the arena");
             if (h->magic != ARENA_FREE)
-                return fail(why, "free list holds a block not marked free");
+                return check_fail(why, "free list holds a block not marked free");
             if (h->class != (uint32_t)c)
-                return fail(why, "free list holds a block of another class");
+                return check_fail(why, "free list holds a block of another class");
             if (++n > limit)
-                return fail(why, "free list has a cycle");
+                return check_fail(why, "free list has a cycle");
         }
     }
     return 0;

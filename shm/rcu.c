@@ -19,7 +19,9 @@
  * Crash consistency: each FIFO change has one commit store (head on
  * reclaim, the predecessor's next or head on retire), and an object is
  * freed only after it is off the list, so a writer killed mid-way leaks at
- * most one object and never frees one twice.
+ * most one object and never frees one twice.  The stores after the commit
+ * (tail, pending) are derived state: rcu_recover_sh() recomputes them from
+ * head, so no torn pair is ever followed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +76,8 @@ void rcu_retire_sh(struct rcu_sh *rcu, struct rcu_node *node)
     node->epoch = uatomic_read(&rcu->epoch);
     node->next = NULL;
     /* head, not tail, decides emptiness: reclaim clears head first, so a
-     * stale tail left by a crash there is never followed. */
+     * stale tail left by a crash there is never followed.  A crash between
+     * the link and the tail store is repaired by rcu_recover_sh(). */
     if (rcu->head == NULL)
         uatomic_set(&rcu->head, node);
     else
@@ -94,6 +97,22 @@ uint64_t rcu_advance_sh(struct rcu_sh *rcu)
     uatomic_add(&rcu->epoch, 1);
     cmm_smp_mb();
     return e;
+}
+
+int rcu_recover_sh(struct rcu_sh *rcu)
+{
+    struct rcu_node *node = rcu->head, *last = NULL;
+    uint64_t n = 0;
+    int torn;
+
+    /* the list is acyclic and its nodes live: only head and next links
+     * were ever the commit stores */
+    for (; node != NULL; node = node->next)
+        last = node, ++n;
+    torn = rcu->tail != last || rcu->pending != n;
+    rcu->tail = last;
+    uatomic_set(&rcu->pending, n);
+    return torn;
 }
 
 uint64_t rcu_min_epoch_sh(struct rcu_sh *rcu)

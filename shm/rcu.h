@@ -20,6 +20,14 @@
  * see the object).  rcu_reclaim_sh() frees such objects from the head of
  * the list; writers call it on their way out of the critical section.
  *
+ * Dead writers.  The FIFO takes two stores to append to (the link, then
+ * tail) and two to pop from (head, then tail when it empties), so a writer
+ * killed between them leaves tail stale: NULL, or a node already freed, or
+ * the one before the last.  Only head and the next links are trusted:
+ * the owner-dead recovery (store_recover_sh()) calls rcu_recover_sh(),
+ * which rebuilds tail and pending from head before anything else touches
+ * the list.
+ *
  * Dead readers.  The master calls rcu_clear_slot_sh() for a reaped child so
  * a process killed inside a read-side section never blocks reclamation.
  * A SIGSTOPped reader does block it; retired objects then accumulate
@@ -85,6 +93,10 @@ void rcu_retire_sh(struct rcu_sh *rcu, struct rcu_node *node);
 /* Writer lock held.  Frees every retired object past its grace period into
  * `arena`; returns the number freed. */
 size_t rcu_reclaim_sh(struct rcu_sh *rcu, struct arena_sh *arena);
+/* Writer lock held, after its previous owner died: make tail and pending
+ * agree with the list reachable from head again.  Returns 1 if either
+ * was wrong. */
+int rcu_recover_sh(struct rcu_sh *rcu);
 /* Smallest epoch held by a live reader, or UINT64_MAX when all are idle. */
 uint64_t rcu_min_epoch_sh(struct rcu_sh *rcu);
 /* Writer lock held.  End the current epoch after an unlink that is not an

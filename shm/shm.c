@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -326,4 +327,19 @@ void shm_destroy(shm_t *shm)
     /* the guard pages go with the mapping */
     if (shm != NULL)
         munmap(shm, shm->size);
+}
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int check_fail(const char **why, const char *reason)
+{
+    if (why != NULL)
+        *why = reason;
+    return -1;
 }

@@ -85,6 +85,14 @@ typedef struct shm {
     } poison[SHM_REGIONS_MAX];
 } shm_t;
 
+/* Milliseconds of CLOCK_MONOTONIC: the one clock every module and process
+ * uses for timeouts, ages and delays. */
+uint64_t now_ms(void);
+
+/* For the x_check() functions: store reason in *why (if why is not NULL)
+ * and return -1. */
+int check_fail(const char **why, const char *reason);
+
 /* Map and lay out a new store: every region followed by a PROT_NONE
  * guard page (see shm.c).  Returns NULL with errno set on failure. */
 shm_t *shm_create(const struct shm_params *params);

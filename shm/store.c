@@ -18,10 +18,12 @@
  * is lost and nothing half-written is visible.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "rlog.h"
@@ -44,17 +46,29 @@ struct store_intent {
     struct vc_pair deps[CLOCK_MAX];
 };
 
+/* A snapshot install in progress (see store_install_sh()). */
+enum { INSTALL_IDLE = 0, INSTALL_PREPARING, INSTALL_COMMITTED, INSTALL_CLEANUP };
+
+struct install_intent {
+    uint32_t state;         /* INSTALL_* */
+    uint32_t ninc;          /* clock[] entries that count */
+    size_t n;               /* slots of entries[] and keys[] filled */
+    struct entry **entries; /* arena: the copies; a slot is cleared once published or freed */
+    struct entry **keys;    /* arena: the same, never cleared: the transfer's keys, sorted */
+    uint64_t lamport;       /* the largest Lamport stamp among them */
+    uint64_t clock[CLOCK_MAX];
+};
+
 struct store_state {
     shm_t *shm;
     struct store_intent intent;
+    struct install_intent install;
+    uint64_t apply_attempts; /* replicated records checked for applying */
+    pid_t pass_pid;          /* the process running a full pass (snapshot, check), or 0 */
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+static void install_rollback(shm_t *shm, struct install_intent *in);
+static void install_finish(shm_t *shm, struct install_intent *in);
 
 static struct store_state *state_of(shm_t *shm)
 {
@@ -109,22 +123,14 @@ static void counters_after(const shm_t *shm,
         ++*((e->flags & ENTRY_TOMBSTONE) ? ntomb : nlive);
 }
 
-/* Writer lock held: count old -> e right away (no crash replay needed). */
-static void count(shm_t *shm, const struct entry *old, const struct entry *e)
-{
-    counters_after(shm, old, e, &shm->table->nlive, &shm->table->ntomb);
-}
-
-/* Retire node unless a previous, interrupted attempt already linked it:
- * rcu_retire_sh() links the node, then moves the tail. */
+/* Retire node unless a previous, interrupted attempt already linked it.
+ * Nothing is retired after it within one intent, so a linked node is the
+ * last one; store_recover_sh() has rebuilt tail from head before a replay
+ * gets here. */
 static void retire_once(struct rcu_sh *rcu, struct rcu_node *node)
 {
-    if (rcu->tail == node)
+    if (rcu->head != NULL && rcu->tail == node)
         return;
-    if (rcu->head == node || (rcu->head != NULL && rcu->tail->next == node)) {
-        rcu->tail = node;
-        return;
-    }
     rcu_retire_sh(rcu, node);
 }
 
@@ -166,7 +172,7 @@ static int finish_intent(shm_t *shm, struct store_intent *in)
         hdr.flags = (e->flags & ENTRY_TOMBSTONE) ? RLOG_TOMBSTONE : 0;
         hdr.klen = e->klen;
         hdr.vlen = e->vlen;
-        hdr.at_ms = (uint32_t)mono_ms(); /* the replicator's relay delay and lag */
+        hdr.at_ms = (uint32_t)now_ms(); /* the replicator's relay delay and lag */
         /* cannot fail: write_locked() checked the record fits the ring */
         rlog_append_sh(shm->rlog, &hdr, in->deps, entry_key(e), entry_value(e), NULL);
     }
@@ -181,6 +187,13 @@ void store_recover_sh(void *arg)
 
     struct store_intent *in = &st->intent;
 
+    /* first: everything below may retire objects */
+    rcu_recover_sh(st->shm->rcu);
+    view_recover_sh(st->shm->view);
+    if (st->install.state == INSTALL_PREPARING)
+        install_rollback(st->shm, &st->install);
+    else if (st->install.state != INSTALL_IDLE)
+        install_finish(st->shm, &st->install);
     if (in->committed && finish_intent(st->shm, in) == 0) {
         in->committed = 0;
         arena_free_sh(st->shm->arena, in->entry);
@@ -306,26 +319,99 @@ static enum store_apply apply_one(shm_t *shm, const struct store_record *rec)
     return APPLY_DONE;
 }
 
+/* A batch's records in apply order: by origin, then seq, then position. */
+struct apply_slot {
+    uint32_t origin;
+    uint32_t idx;
+    uint64_t seq;
+};
+
+static int cmp_apply_slot(const void *a, const void *b)
+{
+    const struct apply_slot *x = a, *y = b;
+
+    if (x->origin != y->origin)
+        return x->origin < y->origin ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Writer lock held.  Apply the run of one origin's records from *cursor
+ * on, in seq order, until one must wait; returns how many were applied. */
+static size_t apply_run(shm_t *shm,
+                        const struct store_record *recs,
+                        const struct apply_slot *order,
+                        size_t *cursor,
+                        size_t end,
+                        uint8_t *result)
+{
+    struct store_state *st = state_of(shm);
+    size_t applied = 0;
+
+    for (; *cursor < end; ++*cursor) {
+        uint32_t i = order[*cursor].idx;
+        ++st->apply_attempts;
+        result[i] = (uint8_t)apply_one(shm, &recs[i]);
+        if (result[i] == APPLY_WAIT)
+            break;
+        applied += result[i] == APPLY_DONE;
+    }
+    return applied;
+}
+
+/*
+ * Records may arrive in any order.  Retrying the whole batch until nothing
+ * more applies costs n passes, n^2 checks under the writer lock, for a
+ * batch in reverse order.  Instead sort by (origin, seq), n log n before
+ * the lock, and walk each origin's run from a cursor: a run stops at a
+ * record whose dependencies on another origin are not applied yet, and is
+ * retried from there once a round over all runs applied anything.  Each
+ * round applies a record or ends the loop, and costs one check per run
+ * besides what it applies, so a batch costs at most n + (n + 1) * runs
+ * checks, with runs <= CLOCK_MAX origins.
+ */
 size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_t n, uint8_t *result)
 {
-    size_t i, applied = 0, progress;
+    struct apply_slot *order;
+    size_t *cursor, *end, nruns = 0, i, r, applied = 0, progress;
 
     for (i = 0; i < n; ++i)
         result[i] = APPLY_WAIT;
+    order = malloc(sizeof(*order) * (n ? n : 1));
+    cursor = malloc(sizeof(*cursor) * 2 * (n ? n : 1));
+    if (order == NULL || cursor == NULL) {
+        free(order);
+        free(cursor);
+        return 0; /* nothing applied: the peer sends the batch again */
+    }
+    for (i = 0; i < n; ++i)
+        order[i] = (struct apply_slot){ recs[i].origin, (uint32_t)i, recs[i].seq };
+    qsort(order, n, sizeof(*order), cmp_apply_slot);
+    end = cursor + n;
+    for (i = 0; i < n; ++i)
+        if (i == 0 || order[i].origin != order[i - 1].origin)
+            cursor[nruns++] = i;
+    for (r = 0; r < nruns; ++r)
+        end[r] = r + 1 < nruns ? cursor[r + 1] : n;
+
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
     do {
         progress = 0;
-        for (i = 0; i < n; ++i) {
-            if (result[i] != APPLY_WAIT)
-                continue;
-            result[i] = (uint8_t)apply_one(shm, &recs[i]);
-            if (result[i] == APPLY_DONE)
-                ++progress, ++applied;
-        }
+        for (r = 0; r < nruns; ++r)
+            progress += apply_run(shm, recs, order, &cursor[r], end[r], result);
+        applied += progress;
     } while (progress != 0);
     lock_release_sh(shm->lock);
+    free(order);
+    free(cursor);
     return applied;
+}
+
+uint64_t store_apply_attempts(shm_t *shm)
+{
+    return __atomic_load_n(&state_of(shm)->apply_attempts, __ATOMIC_RELAXED);
 }
 
 int store_covers(shm_t *shm, const struct vc_pair *m, size_t n)
@@ -340,7 +426,7 @@ int store_intern2_sh(shm_t *shm,
                      size_t n,
                      int32_t *ids)
 {
-    uint64_t now = mono_ms(), reuse_before;
+    uint64_t now = now_ms(), reuse_before;
     size_t i;
     int r = 0;
 
@@ -391,33 +477,6 @@ size_t store_relabel_sh(shm_t *shm, uint64_t *cursor, uintptr_t *slots_seen, siz
     return n;
 }
 
-/* Writer lock held: publish one transferred entry if it is newer. */
-static int install_entry(shm_t *shm, const struct store_record *in)
-{
-    const struct entry *cur = current(shm, in->key, in->klen);
-    struct entry *e, *old = NULL;
-
-    if (cur != NULL && !newer(shm->clock, in->lamport, in->origin, cur->lamport, cur->origin))
-        return 0;
-    if ((e = table_entry_new_sh(shm->arena, in->key, in->klen, in->tombstone ? 0 : in->vlen)) == NULL)
-        return -1;
-    e->lamport = in->lamport;
-    e->seq = in->seq;
-    e->origin = (uint16_t)in->origin;
-    e->flags = in->tombstone ? ENTRY_TOMBSTONE : 0;
-    e->vlen = in->tombstone ? 0 : (uint32_t)in->vlen;
-    memcpy((char *)entry_value(e), in->value, e->vlen);
-    if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0) {
-        arena_free_sh(shm->arena, e);
-        return -1;
-    }
-    count(shm, old, e);
-    if (old != NULL)
-        rcu_retire_sh(shm->rcu, &old->rcu);
-    clock_lamport_observe_sh(shm->clock, in->lamport);
-    return 0;
-}
-
 /* Remove the entry e (writer lock held) and retire it. */
 static void unlink_entry(shm_t *shm, const struct entry *e)
 {
@@ -461,19 +520,63 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
     return ctx.n;
 }
 
-static int cmp_key(const void *a, const void *b)
+/*
+ * Snapshot install.  A transfer is applied under one lock hold, as an
+ * intent in shared memory, so that a replicator killed at any instruction
+ * never leaves transferred entries visible without the clock that covers
+ * them (a write of the transfer would never arrive again: the peer's log
+ * no longer has it, which is why it sent a snapshot).
+ *
+ *   prepare   every transferred entry is copied into the arena (not yet
+ *             visible), in key order, and the table grown so the publishes
+ *             below cannot fail.  Killed here: recovery frees what was
+ *             copied; nothing visible changed.
+ *   commit    the target clock is recorded and state becomes COMMITTED.
+ *   finish    idempotent steps: drop the local entries the transfer shows
+ *             deleted, publish each copy that is newer than the key's
+ *             entry (or free it), advance the clock, recount the table.
+ *             Killed here: recovery runs finish again.
+ *
+ * A slot of entries[] is cleared before its entry is freed or after it is
+ * published, so a replay neither frees an entry twice nor loses one; a
+ * kill between a publish and retiring the entry it replaced leaks that
+ * one entry.
+ */
+static int cmp_record_key(const void *a, const void *b)
 {
     const struct store_record *x = a, *y = b;
     int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
     return c != 0 ? c : (int)x->klen - (int)y->klen;
 }
 
+static int cmp_entry_key(const char *key, size_t klen, const struct entry *e)
+{
+    int c = memcmp(key, entry_key(e), klen < e->klen ? klen : e->klen);
+    return c != 0 ? c : (int)klen - (int)e->klen;
+}
+
+/* 1 if key is among the transfer's entries: a binary search of keys[],
+ * which keeps every copy's place after its entries[] slot is cleared. */
+static int transfer_has(const struct install_intent *in, const char *key, size_t klen)
+{
+    size_t lo = 0, hi = in->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_entry_key(key, klen, (const struct entry *)in->keys[mid]);
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return 0;
+}
+
 struct stale_ctx {
     shm_t *shm;
-    const struct store_record *sorted;
-    size_t n;
-    const uint64_t *clock;
-    uint32_t ninc;
+    const struct install_intent *in;
 };
 
 /* Covered by the transferred clock but absent from the transfer: the key
@@ -481,64 +584,208 @@ struct stale_ctx {
 static int drop_stale(const struct entry *e, void *arg)
 {
     struct stale_ctx *ctx = arg;
-    struct store_record probe = { 0 };
 
     /* a folded life's write is applied everywhere, the source included */
-    if (e->origin >= ctx->ninc || (e->seq > ctx->clock[e->origin] && !clock_folded(ctx->shm->clock, e->origin)))
+    if (e->origin >= ctx->in->ninc || (e->seq > ctx->in->clock[e->origin] && !clock_folded(ctx->shm->clock, e->origin)))
         return 0;
-    probe.key = entry_key(e);
-    probe.klen = e->klen;
-    if (bsearch(&probe, ctx->sorted, ctx->n, sizeof(probe), cmp_key) == NULL)
+    if (!transfer_has(ctx->in, entry_key(e), e->klen))
         unlink_entry(ctx->shm, e);
     return 0;
 }
 
-static struct store_record *sorted_copy(const struct store_record *entries, size_t n)
+static int census(const struct entry *e, void *arg)
 {
-    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
+    uint64_t *c = arg;
+    ++c[(e->flags & ENTRY_TOMBSTONE) ? 1 : 0];
+    return 0;
+}
 
-    if (sorted != NULL) {
-        memcpy(sorted, entries, sizeof(*sorted) * n);
-        qsort(sorted, n, sizeof(*sorted), cmp_key);
+/* Writer lock held: free what a prepare copied (also its recovery). */
+static void install_rollback(shm_t *shm, struct install_intent *in)
+{
+    size_t k;
+
+    for (k = 0; k < in->n; ++k) {
+        struct entry *e = in->entries[k];
+        in->entries[k] = NULL;
+        if (e != NULL)
+            arena_free_sh(shm->arena, e);
     }
-    return sorted;
+    __atomic_store_n(&in->state, INSTALL_IDLE, __ATOMIC_RELEASE);
+    arena_free_sh(shm->arena, in->entries);
+    arena_free_sh(shm->arena, in->keys);
+}
+
+/* Writer lock held: publish transferred entry k unless the key holds a
+ * write at least as new (the copy is then freed in the cleanup, since a
+ * replay of drop_stale() still reads its key).  Safe to run again after
+ * a kill anywhere in it. */
+static void install_one(shm_t *shm, struct install_intent *in, size_t k)
+{
+    struct entry *e = in->entries[k], *old = NULL;
+    const struct entry *cur;
+
+    if (e == NULL)
+        return;
+    cur = current(shm, entry_key(e), e->klen);
+    if (cur == e) { /* published before a kill */
+        in->entries[k] = NULL;
+        return;
+    }
+    if (cur != NULL && !newer(shm->clock, e->lamport, e->origin, cur->lamport, cur->origin))
+        return;
+    if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0)
+        abort(); /* cannot fail: install_prepare() reserved the slots */
+    in->entries[k] = NULL;
+    if (old != NULL)
+        rcu_retire_sh(shm->rcu, &old->rcu);
+}
+
+/* Writer lock held, intent committed: the idempotent second half. */
+static void install_finish(shm_t *shm, struct install_intent *in)
+{
+    struct stale_ctx stale = { shm, in };
+    uint64_t counts[2] = { 0, 0 };
+    uint32_t id;
+    size_t k;
+
+    if (in->state == INSTALL_CLEANUP)
+        goto cleanup;
+    table_foreach_sh(shm->table, drop_stale, &stale);
+    for (k = 0; k < in->n; ++k)
+        install_one(shm, in, k);
+    /* entries first, clock after: a reader who sees the clock sees every
+     * entry it covers */
+    clock_lamport_observe_sh(shm->clock, in->lamport);
+    for (id = 0; id < in->ninc; ++id)
+        clock_advance_sh(shm->clock, id, in->clock[id]);
+    rlog_mark_installed_sh(shm->rlog, in->clock, in->ninc);
+    /* absolute values: right whatever a killed attempt had counted */
+    table_foreach_sh(shm->table, census, counts);
+    shm->table->nlive = counts[0];
+    shm->table->ntomb = counts[1];
+    __atomic_store_n(&in->state, INSTALL_CLEANUP, __ATOMIC_RELEASE);
+cleanup:
+    /* the copies that lost to a newer local write */
+    install_rollback(shm, in);
+}
+
+/* Writer lock held: copy the (key-sorted) transfer into the arena and
+ * commit.  -1, nothing changed, if it does not fit. */
+static int install_prepare(shm_t *shm,
+                           struct install_intent *in,
+                           const struct store_record *sorted,
+                           size_t n,
+                           const uint64_t *clock,
+                           uint32_t ninc)
+{
+    size_t k, bytes = sizeof(struct entry *) * (n ? n : 1);
+
+    in->n = 0;
+    in->lamport = 0;
+    in->keys = NULL;
+    if ((in->entries = arena_alloc_sh(shm->arena, bytes)) == NULL)
+        return -1;
+    if ((in->keys = arena_alloc_sh(shm->arena, bytes)) == NULL) {
+        arena_free_sh(shm->arena, in->entries);
+        return -1;
+    }
+    __atomic_store_n(&in->state, INSTALL_PREPARING, __ATOMIC_RELEASE);
+    for (k = 0; k < n; ++k) {
+        const struct store_record *r = &sorted[k];
+        size_t vlen = r->tombstone ? 0 : r->vlen;
+        struct entry *e = table_entry_new_sh(shm->arena, r->key, r->klen, vlen);
+
+        if (e == NULL)
+            goto fail;
+        e->lamport = r->lamport;
+        e->seq = r->seq;
+        e->origin = (uint16_t)r->origin;
+        e->flags = r->tombstone ? ENTRY_TOMBSTONE : 0;
+        e->vlen = (uint32_t)vlen;
+        memcpy((char *)entry_value(e), r->value, vlen);
+        if (r->lamport > in->lamport)
+            in->lamport = r->lamport;
+        in->entries[k] = in->keys[k] = e;
+        __atomic_store_n(&in->n, k + 1, __ATOMIC_RELEASE);
+    }
+    if (table_reserve_sh(shm->table, shm->rcu, shm->arena, n) != 0)
+        goto fail;
+    memset(in->clock, 0, sizeof(in->clock));
+    memcpy(in->clock, clock, sizeof(*clock) * (ninc < CLOCK_MAX ? ninc : CLOCK_MAX));
+    in->ninc = ninc < CLOCK_MAX ? ninc : CLOCK_MAX;
+    __atomic_store_n(&in->state, INSTALL_COMMITTED, __ATOMIC_RELEASE); /* the commit point */
+    return 0;
+fail:
+    install_rollback(shm, in);
+    return -1;
 }
 
 int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, const uint64_t *clock, uint32_t ninc)
 {
-    struct stale_ctx stale = { shm, NULL, n, clock, ninc };
-    struct store_record *sorted = NULL;
-    size_t i;
-    uint32_t id;
-    int r = 0;
+    struct install_intent *in = &state_of(shm)->install;
+    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
+    int r;
 
-    /* A joining replica's store is empty and nothing in it can be stale:
-     * no sorted copy then.  Checked again under the lock, where the copy
-     * is made after all if records arrived meanwhile. */
-    if ((shm->table->nlive != 0 || shm->table->ntomb != 0) && (sorted = sorted_copy(entries, n)) == NULL)
+    /* sorted here, in the heap, so the arena copy is born in key order */
+    if (sorted == NULL)
         return -1;
+    memcpy(sorted, entries, sizeof(*sorted) * n);
+    qsort(sorted, n, sizeof(*sorted), cmp_record_key);
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
-    if (shm->table->nlive != 0 || shm->table->ntomb != 0) {
-        if (sorted == NULL && (sorted = sorted_copy(entries, n)) == NULL) {
-            lock_release_sh(shm->lock);
-            return -1;
-        }
-        stale.sorted = sorted;
-        table_foreach_sh(shm->table, drop_stale, &stale);
-    }
-    for (i = 0; i < n && r == 0; ++i)
-        r = install_entry(shm, &entries[i]);
-    if (r == 0) {
-        /* entries first, clock after: a reader who sees the clock sees
-         * every entry it covers */
-        for (id = 0; id < ninc; ++id)
-            clock_advance_sh(shm->clock, id, clock[id]);
-        rlog_mark_installed_sh(shm->rlog, clock, ninc);
-    }
+    if ((r = install_prepare(shm, in, sorted, n, clock, ninc)) == 0)
+        install_finish(shm, in);
     lock_release_sh(shm->lock);
     free(sorted);
     return r;
+}
+
+int store_pass_begin(shm_t *shm)
+{
+    pid_t *owner = &state_of(shm)->pass_pid, cur = __atomic_load_n(owner, __ATOMIC_ACQUIRE);
+
+    /* a pass whose process died (kill() says so) is over */
+    if (cur != 0 && (cur == getpid() || kill(cur, 0) == 0 || errno != ESRCH))
+        return -1;
+    return __atomic_compare_exchange_n(owner, &cur, getpid(), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ? 0 : -1;
+}
+
+void store_pass_end(shm_t *shm)
+{
+    __atomic_store_n(&state_of(shm)->pass_pid, 0, __ATOMIC_RELEASE);
+}
+
+int store_snapshot_sh(shm_t *shm,
+                      int slot,
+                      void (*at_cut)(shm_t *shm, void *arg),
+                      int (*each)(const struct entry *e, void *arg),
+                      void *arg)
+{
+    struct table_slots *s;
+    struct entry **cut;
+    uint64_t i, n;
+
+    lock_acquire_sh(shm->lock);
+    s = shm->table->slots;
+    n = s->mask + 1;
+    if ((cut = malloc(sizeof(*cut) * n)) == NULL) {
+        lock_release_sh(shm->lock);
+        return -1;
+    }
+    /* The cut: the slot pointers and the clock under the lock, a memcpy;
+     * the entries are immutable and, with our read side entered before
+     * the lock is released, none of them can be freed until we leave. */
+    memcpy(cut, s->slot, sizeof(*cut) * n);
+    at_cut(shm, arg);
+    rcu_read_lock_sh(shm->rcu, slot);
+    lock_release_sh(shm->lock);
+    for (i = 0; i < n; ++i)
+        if (cut[i] != NULL && cut[i] != TABLE_DELETED && each(cut[i], arg) != 0)
+            break;
+    rcu_read_unlock_sh(shm->rcu, slot);
+    free(cut);
+    return 0;
 }
 
 struct check_ctx {

@@ -68,10 +68,15 @@ int store_setup(shm_t *shm, const char *self_addr, uint64_t stamp);
  * clock right after the write is copied into clock_out[CLOCK_MAX]. */
 enum store_result store_client_write_sh(shm_t *shm, const struct store_write *w, uint64_t *clock_out);
 
-/* Apply replicated records in order, under one lock hold; result[i] gets
- * enum store_apply per record.  Records are retried within the batch
- * until no more become applicable.  Returns how many were applied. */
+/* Apply replicated records, under one lock hold; result[i] gets enum
+ * store_apply per record.  Each origin's records are applied in seq order
+ * whatever their order in recs, as soon as their dependencies are met,
+ * records of the batch included.  Returns how many were applied. */
 size_t store_apply_records_sh(shm_t *shm, const struct store_record *recs, size_t n, uint8_t *result);
+
+/* How many times a replicated record was checked for applying, ever: a
+ * batch of n records costs at most n + (n + 1) * (origins in it). */
+uint64_t store_apply_attempts(shm_t *shm);
 
 /* Owner-dead recovery hook (lock held). */
 void store_recover_sh(void *shm);
@@ -116,6 +121,26 @@ int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, c
  * the smallest applied count of incarnation id among all view members
  * (ourselves included).  Writer lock taken inside.  Returns how many. */
 size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc);
+
+/* A consistent cut for a state transfer, without holding the writer lock
+ * while it is encoded: under the lock, copy the table's slot pointers and
+ * call at_cut() (to copy the clock); then, outside the lock but inside an
+ * RCU read-side section on reader slot `slot`, call each() for every
+ * entry of the cut.  Every write the clock copied in at_cut() covers is
+ * in the cut, and every entry of the cut is covered by that clock: both
+ * are read in one lock hold, and a write publishes its entry and advances
+ * the clock in one lock hold.  Returns 0, or -1 if out of memory. */
+int store_snapshot_sh(shm_t *shm,
+                      int slot,
+                      void (*at_cut)(shm_t *shm, void *arg),
+                      int (*each)(const struct entry *e, void *arg),
+                      void *arg);
+
+/* One full pass over the store (a snapshot or a check) at a time per
+ * replica: 0 if this process may start one, -1 if another runs.  A pass
+ * whose process died no longer counts. */
+int store_pass_begin(shm_t *shm);
+void store_pass_end(shm_t *shm);
 
 /* Consistency check of the whole store under the writer lock: table,
  * arena, replication log, and every entry against the clock.  Returns 0,

@@ -21,6 +21,7 @@
 #include <urcu/pointer.h>
 
 #include "arena.h"
+#include "shm.h"
 #include "table.h"
 
 #define TABLE_MIN 8
@@ -153,7 +154,7 @@ static uint64_t probe(const struct table_slots *s, const char *key, size_t klen,
 /* Writer lock held.  Copy the live pointers into a fresh array (twice as
  * large unless the old one was mostly TABLE_DELETED), publish it, and
  * retire the old one.  -1, nothing changed, if the arena is full. */
-static int rebuild_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena)
+static int rebuild_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena, uint64_t extra)
 {
     struct table_slots *old = table->slots, *s;
     uint64_t i, j, live = 0, capacity = old->mask + 1;
@@ -161,8 +162,9 @@ static int rebuild_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_s
     for (i = 0; i <= old->mask; ++i)
         if (old->slot[i] != NULL && old->slot[i] != TABLE_DELETED)
             ++live;
-    /* At most half full afterwards, so the next rebuild is far away. */
-    if ((live + 1) * 2 > capacity)
+    /* At most half full afterwards, counting `extra` keys to come, so the
+     * next rebuild is far away. */
+    while ((live + extra + 1) * 2 > capacity)
         capacity *= 2;
     if ((s = slots_new_sh(arena, capacity)) == NULL)
         return -1;
@@ -202,7 +204,7 @@ int table_put_sh(struct table_sh *table,
         return 0;
     }
     if (i == UINT64_MAX || (s->slot[i] == NULL && (table->used + 1) * 4 > (s->mask + 1) * 3)) {
-        if (rebuild_sh(table, rcu, arena) != 0) {
+        if (rebuild_sh(table, rcu, arena, 0) != 0) {
             errno = ENOMEM;
             return -1;
         }
@@ -213,6 +215,15 @@ int table_put_sh(struct table_sh *table,
         ++table->used;
     rcu_assign_pointer(s->slot[i], e);
     return 0;
+}
+
+int table_reserve_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena, uint64_t n)
+{
+    struct table_slots *s = table->slots;
+
+    if ((table->used + n + 1) * 4 <= (s->mask + 1) * 3)
+        return 0;
+    return rebuild_sh(table, rcu, arena, n);
 }
 
 struct entry *table_remove_sh(struct table_sh *table, const char *key, size_t klen, uint32_t hash)
@@ -245,22 +256,15 @@ int table_foreach_sh(struct table_sh *table, int (*fn)(const struct entry *e, vo
     return 0;
 }
 
-static int fail(const char **why, const char *reason)
-{
-    if (why != NULL)
-        *why = reason;
-    return -1;
-}
-
 int table_check(struct table_sh *table, const char **why)
 {
     struct table_slots *s = table->slots;
     uint64_t i, used = 0;
 
     if (s == NULL)
-        return fail(why, "no slot array");
+        return check_fail(why, "no slot array");
     if (((s->mask + 1) & s->mask) != 0)
-        return fail(why, "capacity is not a power of two");
+        return check_fail(why, "capacity is not a power of two");
     for (i = 0; i <= s->mask; ++i) {
         const struct entry *e = s->slot[i];
         if (e == NULL)
@@ -269,16 +273,16 @@ int table_check(struct table_sh *table, const char **why)
         if (e == TABLE_DELETED)
             continue;
         if (e->klen > KEY_MAX)
-            return fail(why, "entry key too long");
+            return check_fail(why, "entry key too long");
         if (e->hash != table_hash(entry_key(e), e->klen))
-            return fail(why, "entry hash does not match its key");
+            return check_fail(why, "entry hash does not match its key");
         /* Reachable from its home slot, and the only entry for its key. */
         if (table_lookup_sh(table, entry_key(e), e->klen, e->hash) != e)
-            return fail(why, "entry unreachable or key duplicated");
+            return check_fail(why, "entry unreachable or key duplicated");
     }
     if (used != table->used)
-        return fail(why, "used counter disagrees with the slots");
+        return check_fail(why, "used counter disagrees with the slots");
     if (used > s->mask)
-        return fail(why, "no NULL slot left");
+        return check_fail(why, "no NULL slot left");
     return 0;
 }

@@ -89,6 +89,11 @@ int table_put_sh(struct table_sh *table,
                  struct entry *e,
                  struct entry **old);
 
+/* Writer lock held.  Grow the array now, if needed, so that the next n
+ * table_put_sh() calls cannot fail; -1 (nothing changed) if growing does
+ * not fit in the arena. */
+int table_reserve_sh(struct table_sh *table, struct rcu_sh *rcu, struct arena_sh *arena, uint64_t n);
+
 /* Writer lock held.  Unlink the entry for key (the caller retires it). */
 struct entry *table_remove_sh(struct table_sh *table, const char *key, size_t klen, uint32_t hash);
 

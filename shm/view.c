@@ -17,7 +17,10 @@
 
 /* A reader racing a continuous stream of writers gives up after this
  * many tries and returns what it copied last: a slightly stale view beats
- * a request that never finishes. */
+ * a request that never finishes.  A reader that finds the sequence odd
+ * waits at most this many spins for the writer, then copies once: a
+ * writer that makes no progress (stopped, or killed inside its section
+ * until the master recovers the lock) gives it nothing to retry for. */
 #define VIEW_READ_TRIES 1000
 
 size_t view_size(void)
@@ -50,21 +53,36 @@ static uint64_t read_begin(const struct view_sh *view)
 
     while (((seq = __atomic_load_n(&view->seq, __ATOMIC_RELAXED)) & 1) && ++spins < VIEW_READ_TRIES)
         caa_cpu_relax();
+    if (seq & 1)
+        __atomic_add_fetch((uint64_t *)&view->stalls, 1, __ATOMIC_RELAXED);
     cmm_smp_rmb();
     return seq;
 }
 
+/* Retry only if a writer moved the sequence since read_begin(): an odd
+ * sequence that stayed put is a writer that is not running, and another
+ * copy would see exactly the same rows. */
 static int read_retry(const struct view_sh *view, uint64_t seq)
 {
     cmm_smp_rmb();
-    return (seq & 1) || __atomic_load_n(&view->seq, __ATOMIC_RELAXED) != seq;
+    return __atomic_load_n(&view->seq, __ATOMIC_RELAXED) != seq;
+}
+
+int view_recover_sh(struct view_sh *view)
+{
+    if ((view->seq & 1) == 0)
+        return 0;
+    /* whatever the dead writer changed is whole (see view.h); bump the
+     * version too, in case it died before telling the replicator */
+    write_end_sh(view);
+    return 1;
 }
 
 /* Row of addr among the first n rows, or -1; in_view rows only if asked.
  * Lock-free callers wrap it in the seqlock. */
 static int find_row(const struct view_sh *view, const char *addr, int in_view_only)
 {
-    uint32_t i, n = __atomic_load_n(&view->n, __ATOMIC_RELAXED);
+    uint32_t i, n = __atomic_load_n(&view->n, __ATOMIC_ACQUIRE);
 
     if (n > VIEW_MAX)
         n = VIEW_MAX;
@@ -104,7 +122,9 @@ int view_add_sh(struct view_sh *view, const char *addr, int state)
     m->state = (uint32_t)state;
     m->used = 1;
     m->in_view = 1;
-    __atomic_store_n(&view->n, view->n + 1, __ATOMIC_RELAXED);
+    /* the row is visible from here: release, so a reader that copies
+     * while the section is stuck open still sees it whole */
+    __atomic_store_n(&view->n, view->n + 1, __ATOMIC_RELEASE);
     write_end_sh(view);
     return 1;
 }
@@ -130,7 +150,7 @@ size_t view_list(const struct view_sh *view, char (*out)[ADDR_MAX], size_t max)
 
     do {
         seq = read_begin(view);
-        n = __atomic_load_n(&view->n, __ATOMIC_RELAXED);
+        n = __atomic_load_n(&view->n, __ATOMIC_ACQUIRE);
         if (n > VIEW_MAX)
             n = VIEW_MAX;
         for (i = 0, k = 0; i < n && k < max; ++i) {

@@ -6,7 +6,11 @@
  * replicator can keep row indexes.  Concurrency contract: membership
  * (used, in_view, addr) changes only under the writer lock, inside a
  * seqlock write section (seq odd while changing); lock-free readers copy
- * with view_list() which retries on a concurrent change.  state, since_ms,
+ * with view_list() which retries on a concurrent change.  A writer killed
+ * inside its section leaves seq odd: readers then wait a bounded number
+ * of spins, copy once and count a stall (the rows are usable: a new row
+ * becomes visible only by the store to n, its last step), and the
+ * owner-dead recovery of the writer lock calls view_recover_sh().  state, since_ms,
  * acked[] and acked_at_ms are written only by the replicator (plain
  * atomic stores, no lock) and read by anyone as hints: /metrics, /ready
  * and tombstone reaping.
@@ -45,6 +49,7 @@ struct view_sh {
     uint64_t seq;     /* seqlock */
     uint64_t version; /* bumped on every membership change */
     uint32_t n;       /* rows used (in_view or not) */
+    uint64_t stalls;  /* lock-free reads that gave up waiting for a writer */
     struct view_member m[VIEW_MAX];
 };
 
@@ -56,6 +61,10 @@ void view_init(struct view_sh *view);
 int view_add_sh(struct view_sh *view, const char *addr, int state);
 /* Writer lock held.  Returns 1 if removed, 0 if not in the view. */
 int view_remove_sh(struct view_sh *view, const char *addr);
+
+/* Writer lock held, after its previous owner died: close a write section
+ * it left open.  Returns 1 if there was one. */
+int view_recover_sh(struct view_sh *view);
 
 /* Lock-free.  Copies the addresses in the view, in row order, into
  * out[max][ADDR_MAX]; returns how many. */

@@ -153,7 +153,7 @@ struct range {
 };
 
 static const struct range ranges[] = {
-    { "workers", 1, 128 },           { "memory", 8 << 20, 1ULL << 40 },   { "log-size", 0, 1ULL << 38 },
+    { "workers", 1, WORKERS_MAX },           { "memory", 8 << 20, 1ULL << 40 },   { "log-size", 0, 1ULL << 38 },
     { "max-body", 256, 1ULL << 30 }, { "peer-timeout", 10, 600000 },      { "heartbeat", 10, 600000 },
     { "readmit-delay", 0, 3600000 }, { "join-grace", 0, 3600000 },        { "probe-interval", 10, 600000 },
     { "causal-wait", 0, 10000 },     { "request-timeout", 100, 3600000 }, { "max-connections", 1, 1000000 },
@@ -193,11 +193,16 @@ static int parse_unsigned(struct config *cfg,
     return 0;
 }
 
+int config_default_workers(long cpus)
+{
+    /* a bigger host gets the most workers the process slots allow */
+    return cpus < 1 ? 1 : cpus > WORKERS_MAX ? WORKERS_MAX : (int)cpus;
+}
+
 static int parse_size(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
 {
     if (opt->offset == FIELD(workers) && *val == '\0') {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->workers = n < 1 ? 1 : n > 128 ? 128 : (int)n;
+        cfg->workers = config_default_workers(sysconf(_SC_NPROCESSORS_ONLN));
         return 0;
     }
     return parse_unsigned(cfg, opt, val, err, errlen, 0);
@@ -450,6 +455,16 @@ static const struct config_option *find_option(const char *arg, const char **inl
     return NULL;
 }
 
+/* A bad value from the environment: say so, since the message names the
+ * flag and the operator may never have typed it. */
+static void from_environment(char *err, size_t errlen, const char *env)
+{
+    size_t len = strlen(err);
+
+    if (strstr(err, env) == NULL && len < errlen)
+        snprintf(err + len, errlen - len, " (set by %s)", env);
+}
+
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     const struct config_option *opt;
@@ -467,8 +482,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         opt = &config_options[i];
         if (opt->env == NULL || (val = getenv(opt->env)) == NULL)
             continue;
-        if (opt->parse(cfg, opt, val, err, errlen) != 0)
+        if (opt->parse(cfg, opt, val, err, errlen) != 0) {
+            from_environment(err, errlen, opt->env);
             return -1;
+        }
     }
     for (a = 1; a < argc; ++a) {
         const char *val;

@@ -11,9 +11,14 @@
 #include <stdio.h>
 
 #include "clock.h"
+#include "shm.h"
 #include "view.h"
 
 #define EX_CONFIG_ 78 /* sysexits.h EX_CONFIG */
+
+/* Every worker and the replicator own one of the SHM_MAX_PROCS process
+ * slots (RCU reader slot, stats slot, the master's child table). */
+#define WORKERS_MAX (SHM_MAX_PROCS - 1)
 
 struct config {
     char address[ADDR_MAX]; /* this replica, IP:PORT */
@@ -67,6 +72,10 @@ void config_usage(FILE *fp);
  * the listen address is not in 127.0.0.0/8 and no --cluster-key is set
  * (the master then logs a warning at startup). */
 int config_internal_exposed(const struct config *cfg);
+
+/* --workers when unset: one per CPU (cpus from sysconf, -1 if unknown),
+ * within 1..WORKERS_MAX. */
+int config_default_workers(long cpus);
 
 /* Parse "IP:PORT" (dotted IPv4, port 1-65535) into a canonical string. */
 int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX]);

@@ -136,6 +136,21 @@ struct snap_ctx {
     struct wire_enc *enc;
 };
 
+/* Writer lock held: the clock of the cut. */
+static void snap_clock(shm_t *shm, void *arg)
+{
+    struct snap_ctx *ctx = arg;
+    uint32_t id, ninc = shm->clock->ninc;
+
+    for (id = 0; id < ninc; ++id) {
+        const struct incarnation *inc = &shm->clock->inc[id];
+        if (inc->flags & (INC_STALE | INC_FREE))
+            continue; /* below a floor, or empty */
+        if (shm->clock->applied[id] != 0 || (inc->flags & INC_FINAL))
+            wire_enc_count(ctx->enc, shm->clock, id, shm->clock->applied[id], inc->flags, inc->final_seq);
+    }
+}
+
 static int snap_entry(const struct entry *e, void *arg)
 {
     struct snap_ctx *ctx = arg;
@@ -162,7 +177,13 @@ static int snap_entry(const struct entry *e, void *arg)
     return 0;
 }
 
-/* A consistent cut: entries and clock copied under the writer lock. */
+static void send_busy(h2o_req_t *req)
+{
+    http_send_lit(req, 503, "{\"error\": \"Busy: another snapshot or check is running\"}");
+}
+
+/* A consistent cut (store_snapshot_sh()): the writer lock is held only
+ * to copy the table's slot pointers, not while entries are encoded. */
 static int snapshot(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
@@ -170,24 +191,24 @@ static int snapshot(struct http_env *env, h2o_req_t *req)
     struct snap_ctx ctx = { shm, &e };
     struct wire_inc from;
     struct buf out = { 0 };
-    uint32_t id, ninc;
+    int r;
 
     if (!__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE)) {
         http_send_lit(req, 503, "{\"error\": \"Not ready\"}");
         return 0;
     }
-    wire_enc_init(&e);
-    lock_acquire_sh(shm->lock);
-    table_foreach_sh(shm->table, snap_entry, &ctx);
-    ninc = shm->clock->ninc;
-    for (id = 0; id < ninc; ++id) {
-        const struct incarnation *inc = &shm->clock->inc[id];
-        if (inc->flags & (INC_STALE | INC_FREE))
-            continue; /* below a floor, or empty */
-        if (shm->clock->applied[id] != 0 || (inc->flags & INC_FINAL))
-            wire_enc_count(&e, shm->clock, id, shm->clock->applied[id], inc->flags, inc->final_seq);
+    if (store_pass_begin(shm) != 0) {
+        send_busy(req);
+        return 0;
     }
-    lock_release_sh(shm->lock);
+    wire_enc_init(&e);
+    r = store_snapshot_sh(shm, env->slot, snap_clock, snap_entry, &ctx);
+    store_pass_end(shm);
+    if (r != 0) {
+        wire_enc_free(&e);
+        http_send_lit(req, 503, "{\"error\": \"Out of memory\"}");
+        return 0;
+    }
     self_inc(shm, &from);
     /* encode straight into the response's memory: a snapshot can be
      * hundreds of megabytes, so no extra copy */
@@ -197,6 +218,35 @@ static int snapshot(struct http_env *env, h2o_req_t *req)
     log_info("serving a snapshot of %u entries (%zu bytes)", e.nrec, out.len);
     wire_enc_free(&e);
     http_send_type(req, 200, OCTETS, out.p, out.len);
+    return 0;
+}
+
+static int check(struct http_env *env, h2o_req_t *req)
+{
+    char buf[256], clean[256], *body;
+    const char *why = NULL;
+    size_t i, n;
+    int r;
+
+    if (store_pass_begin(env->shm) != 0) {
+        send_busy(req);
+        return 0;
+    }
+    /* the mapping's header and poisoned region tails, then the store */
+    r = shm_verify(env->shm, &why) != 0 ? -1 : store_check_sh(env->shm, buf, sizeof(buf), &why);
+    store_pass_end(env->shm);
+    if (r == 0) {
+        http_send_lit(req, 200, "{\"check\": \"ok\"}");
+        return 0;
+    }
+    n = strlen(why);
+    body = h2o_mem_alloc_pool(&req->pool, n + 48);
+    log_error("store check failed: %s", why);
+    snprintf(clean, sizeof(clean), "%s", why); /* keep the body valid JSON whatever the key bytes */
+    for (i = 0; clean[i] != '\0'; ++i)
+        if (clean[i] == '"' || clean[i] == '\\' || (unsigned char)clean[i] < 0x20)
+            clean[i] = '?';
+    http_send(req, 500, body, (size_t)sprintf(body, "{\"check\": \"failed\", \"why\": \"%s\"}", clean));
     return 0;
 }
 
@@ -215,25 +265,8 @@ int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t
         return replicate(env, req);
     if (IS("/internal/snapshot") && METHOD(req, "GET"))
         return snapshot(env, req);
-    if (IS("/internal/check") && METHOD(req, "GET")) {
-        char buf[256], clean[256], *body;
-        const char *why = NULL;
-        /* the mapping's header and poisoned region tails, then the store */
-        if (shm_verify(env->shm, &why) == 0 && store_check_sh(env->shm, buf, sizeof(buf), &why) == 0) {
-            http_send_lit(req, 200, "{\"check\": \"ok\"}");
-        } else {
-            size_t i, n = strlen(why);
-            body = h2o_mem_alloc_pool(&req->pool, n + 48);
-            log_error("store check failed: %s", why);
-            snprintf(clean, sizeof(clean), "%s", why); /* keep the body valid JSON whatever the key bytes */
-            for (i = 0; clean[i] != '\0'; ++i)
-                if (clean[i] == '"' || clean[i] == '\\' || (unsigned char)clean[i] < 0x20)
-                    clean[i] = '?';
-            why = clean;
-            http_send(req, 500, body, (size_t)sprintf(body, "{\"check\": \"failed\", \"why\": \"%s\"}", why));
-        }
-        return 0;
-    }
+    if (IS("/internal/check") && METHOD(req, "GET"))
+        return check(env, req);
 #undef IS
     http_send_lit(req, 404, "{\"error\": \"Not found\"}");
     return 0;

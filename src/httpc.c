@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "httpc.h"
+#include "util.h"
 
 #if defined(__has_include)
 #if __has_include(<picohttpparser.h>)
@@ -133,13 +134,6 @@ struct httpc_conn {
 static void on_read(h2o_socket_t *sock, const char *err);
 static void start_connect(httpc_conn_t *c);
 static void send_request(httpc_conn_t *c);
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
 
 /* Make the timer fire at absolute monotonic time at_ns or earlier.  It is
  * armed lazily: an earlier expiry already set stays (on_timer() finds
@@ -593,7 +587,7 @@ static void on_timer(h2o_socket_t *sock, const char *err)
         return;
     }
     /* an expiry left over from an earlier arming is not ours: check the clock */
-    if (mono_ns() >= c->deadline_ns) {
+    if (now_ms() * 1000000 >= c->deadline_ns) {
         abort_sock(c);
         fail(c, ERR_TIMEOUT);
         return;
@@ -782,7 +776,7 @@ static int start_request(httpc_conn_t *c,
     c->pending_err = NULL;
     c->retried = 0;
     reset_response(c);
-    c->deadline_ns = mono_ns() + timeout_ms * 1000000;
+    c->deadline_ns = now_ms() * 1000000 + timeout_ms * 1000000;
     timer_set(c, c->deadline_ns);
     /* h2o allows one write at a time: on a connection whose last write has
      * not been reported done yet (its answer came first, see finish()) the

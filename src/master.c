@@ -195,6 +195,10 @@ int master_main(const struct config *cfg)
         fatalx("%s", err);
     close(fd);
 
+    /* config_load() bounds --workers; this is the table that would
+     * overflow if it did not (and the RCU and stats slots after it) */
+    if (cfg->workers < 1 || cfg->workers + 1 > (int)(sizeof(m.child) / sizeof(m.child[0])))
+        fatalx("%d workers and the replicator do not fit in %d process slots", cfg->workers, SHM_MAX_PROCS);
     m.cfg = cfg;
     m.shm = create_store(cfg);
     if (config_internal_exposed(cfg))

@@ -12,13 +12,6 @@
 #include "log.h"
 #include "util.h"
 
-uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 uint64_t wallclock_ms(void)
 {
     struct timespec ts;

@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-uint64_t now_ms(void);       /* CLOCK_MONOTONIC, milliseconds */
+#include "shm.h" /* now_ms(): CLOCK_MONOTONIC, milliseconds */
+
 uint64_t wallclock_ms(void); /* CLOCK_REALTIME, milliseconds */
 
 /* Percent-decode src into dst (capacity cap).  Invalid escapes are kept

@@ -70,7 +70,7 @@ static void test_defaults(void)
 
     clear_env();
     ok(load(SELF, NULL) == 0, "only --address and --view given: loads (%s)", err);
-    is_int(cfg.workers, cpus < 1 ? 1 : cpus > 128 ? 128 : cpus, "workers default to the CPU count");
+    is_int(cfg.workers, cpus < 1 ? 1 : cpus > WORKERS_MAX ? WORKERS_MAX : cpus, "workers default to the CPU count");
     is_int(cfg.memory, 256u << 20, "memory defaults to 256 MiB");
     is_int(cfg.max_body, 1u << 20, "max-body defaults to 1 MiB");
     is_int(cfg.peer_timeout_ms, 500, "peer-timeout defaults to 500 ms");
@@ -185,7 +185,7 @@ static void test_sizes_durations(void)
         { "--heartbeat", "10", 10 },           { "--readmit-delay", "3600s", 3600000 },
         { "--join-grace", "0ms", 0 },          { "--causal-wait", "10s", 10000 },
         { "--request-timeout", "100", 100 },   { "--probe-interval", "600000", 600000 },
-        { "--workers", "128", 128 },
+        { "--workers", "127", 127 },
     };
     size_t i;
     int all = 1;
@@ -224,7 +224,7 @@ static void test_invalid(void)
 {
     static const struct bad_case cases[] = {
         { "--workers", "0", "workers" },
-        { "--workers", "129", "workers" },
+        { "--workers", "128", "workers" },
         { "--workers", "abc", "workers" },
         { "--workers", "-1", "workers" },
         { "--workers", "3.5", "workers" },
@@ -314,6 +314,33 @@ static void test_invalid(void)
     setenv("KVSD_MEMORY", "lots", 1);
     ok(load(SELF, NULL) == -1 && one_line_naming("memory"), "a bad environment value names the option (%s)", err);
     clear_env();
+}
+
+/* Every worker and the replicator take one process slot: the master's
+ * child table, the RCU reader table and the stats table all have
+ * SHM_MAX_PROCS rows, so more than WORKERS_MAX workers would write past
+ * them. */
+static void test_workers_bound(void)
+{
+    char want[64];
+
+    clear_env();
+    snprintf(want, sizeof(want), "from 1 to %d", WORKERS_MAX);
+    is_int(WORKERS_MAX, SHM_MAX_PROCS - 1, "WORKERS_MAX leaves one process slot for the replicator");
+    ok(load(SELF, "--workers", "127", NULL) == 0 && cfg.workers == 127, "--workers 127 (the maximum) loads (%s)", err);
+    ok(load(SELF, "--workers", "128", NULL) == -1 && one_line_naming("--workers") && one_line_naming(want),
+       "--workers 128 is refused, naming the flag and the range (%s)",
+       err);
+    setenv("KVSD_WORKERS", "128", 1);
+    ok(load(SELF, NULL) == -1 && one_line_naming("KVSD_WORKERS") && one_line_naming(want),
+       "KVSD_WORKERS=128 is refused, naming the variable and the range (%s)",
+       err);
+    clear_env();
+    ok(config_default_workers(128) == WORKERS_MAX && config_default_workers(1024) == WORKERS_MAX &&
+         config_default_workers(127) == 127 && config_default_workers(2) == 2,
+       "the CPU-count default is clamped to WORKERS_MAX (128 CPUs -> %d workers)",
+       config_default_workers(128));
+    ok(config_default_workers(0) == 1 && config_default_workers(-1) == 1, "an unknown CPU count gives one worker");
 }
 
 static void test_argv_errors(void)
@@ -503,12 +530,13 @@ static void test_internal_exposed(void)
 
 int main(void)
 {
-    plan(69);
+    plan(75);
     test_defaults();
     test_env();
     test_spellings();
     test_sizes_durations();
     test_invalid();
+    test_workers_bound();
     test_argv_errors();
     test_view();
     test_parse_addr();

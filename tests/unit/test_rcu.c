@@ -2,8 +2,10 @@
  * test_rcu.c - unit tests for the cross-process epoch RCU (shm/rcu.c):
  * retire and reclaim with no readers, a reader in this process and in a
  * forked one holding back reclamation exactly as long as it is inside its
- * read-side section, FIFO order by epoch, and rcu_clear_slot_sh()
- * releasing the slot of a reader killed inside its section.
+ * read-side section, FIFO order by epoch, rcu_clear_slot_sh()
+ * releasing the slot of a reader killed inside its section, and
+ * rcu_recover_sh() repairing the retire list a writer killed between two
+ * stores left behind.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -64,6 +66,83 @@ static pid_t reader_child(int *go_fd)
     return pid;
 }
 
+/* The first half of rcu_retire_sh(): node linked, the process killed
+ * before it moved tail (or counted the node). */
+static void link_only(struct rcu_node *node)
+{
+    node->epoch = sh->rcu.epoch;
+    node->next = NULL;
+    if (sh->rcu.head == NULL)
+        sh->rcu.head = node;
+    else
+        sh->rcu.tail->next = node;
+}
+
+/* The first half of rcu_reclaim_sh() on a one-node list: head cleared and
+ * the node freed, the process killed before it cleared tail. */
+static void pop_only(void)
+{
+    struct rcu_node *node = sh->rcu.head;
+
+    sh->rcu.head = node->next;
+    arena_free_sh(&sh->arena, node);
+}
+
+/* What the next writer does after the owner-dead recovery: retire one
+ * more object and reclaim everything.  In a child, so a stale tail that
+ * is followed shows as a signal, not as the end of this test. */
+static int next_writer_ok(size_t want_freed)
+{
+    pid_t pid;
+    int status;
+
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+        rcu_recover_sh(&sh->rcu);
+        rcu_retire_sh(&sh->rcu, node_new());
+        _exit(rcu_reclaim_sh(&sh->rcu, &sh->arena) == want_freed && sh->rcu.pending == 0 ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status))
+        printf("# next writer killed by signal %d\n", WTERMSIG(status));
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void test_torn_retire_list(uint64_t used0)
+{
+    struct rcu_node *a, *b;
+
+    /* the case: empty list, killed between head and tail */
+    ok(sh->rcu.head == NULL && sh->rcu.tail == NULL, "torn: start from an empty list");
+    link_only(node_new());
+    ok(sh->rcu.head != NULL && sh->rcu.tail == NULL, "torn: head set, tail still NULL");
+    ok(next_writer_ok(2), "after recovery, the next retire and reclaim work (both objects freed)");
+
+    /* a reclaim killed before it cleared tail, then a retire killed
+     * before it set it: tail names a freed block while head is set */
+    a = node_new();
+    b = node_new(); /* before a is freed: not the same block */
+    rcu_retire_sh(&sh->rcu, a);
+    pop_only();
+    link_only(b);
+    ok(sh->rcu.tail == a && sh->rcu.head != a, "torn twice: tail is a freed block, head a live one");
+    ok(next_writer_ok(2), "after recovery, retire and reclaim never follow the freed tail");
+
+    /* a non-empty list, killed after linking, before moving tail */
+    a = node_new();
+    b = node_new();
+    rcu_retire_sh(&sh->rcu, a);
+    rcu_retire_sh(&sh->rcu, b);
+    link_only(node_new());
+    ok(sh->rcu.tail == b && b->next != NULL, "torn: tail is the node before the last");
+    is_int(rcu_recover_sh(&sh->rcu), 1, "rcu_recover_sh reports the repair");
+    ok(sh->rcu.tail == b->next && sh->rcu.pending == 3, "tail is the last node, pending counts all three");
+    is_int(rcu_recover_sh(&sh->rcu), 0, "a consistent list is left alone");
+    ok(next_writer_ok(4), "the next retire is not lost: all four objects freed");
+    ok(sh->rcu.head == NULL && sh->arena.used == used0 && arena_check(&sh->arena, NULL) == 0,
+       "list empty, arena back to empty and consistent");
+}
+
 int main(void)
 {
     struct rcu_node *a, *b, *c;
@@ -71,7 +150,7 @@ int main(void)
     int go, status;
     pid_t pid;
 
-    plan(27);
+    plan(38);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         abort();
@@ -145,6 +224,7 @@ int main(void)
     is_int(sh->rcu.pending, 0, "nothing pending at the end");
     is_int(sh->rcu.reclaimed, 7, "reclaimed counts every freed object");
     ok(sh->arena.used == used0 && arena_check(&sh->arena, NULL) == 0, "arena back to empty and consistent");
+    test_torn_retire_list(used0);
     munmap(sh, sizeof(*sh));
     return done_testing();
 }

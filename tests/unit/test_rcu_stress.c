@@ -45,13 +45,6 @@ struct control {
 static shm_t *shm;
 static struct control *ctl;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static size_t key_of(int i, char *buf)
 {

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""GET /internal/snapshot in a loop must not stall writes: the writer lock
+is held only to copy the table's slot pointers, not while a snapshot of
+many keys is encoded, and only one snapshot or check runs at a time (503
+to the others).  Measured relative to the snapshot's own duration, never
+against an absolute time: while three clients loop snapshots, at most a
+few PUTs may wait a tenth of what a snapshot takes (before: p90 44 ms
+with a 230 ms snapshot; after: p90 4 ms).
+Addresses: 127.0.0.152."""
+
+import threading
+import time
+
+from kvstest import Replica, Session, request, ok, is_, done, diag
+
+NKEYS, VALUE = 3000, "v" * 6000          # about 18 MB to encode per snapshot
+LOOPS, MAX_PUTS = 12, 20000
+
+r = Replica("127.0.0.152", workers=4).wait_ready(10)
+s = Session(r)
+loaded = sum(s.request("PUT", "/kvs/k%d" % i, body={"value": VALUE}).status == 201 for i in range(NKEYS))
+is_(loaded, NKEYS, "%d keys of %d bytes loaded" % (NKEYS, len(VALUE)))
+
+durations = []
+for _ in range(3):
+    t0 = time.monotonic()
+    resp = request(r, "GET", "/internal/snapshot", timeout=30)
+    durations.append(time.monotonic() - t0)
+    ok(resp.status == 200 and len(resp.raw) > NKEYS * len(VALUE), "a snapshot alone: 200, every entry")
+snap = sorted(durations)[1]
+diag("one snapshot takes %.1f ms" % (snap * 1000))
+
+stop = threading.Event()
+statuses, lat = [], []
+
+
+def snapshots():
+    sess = Session(r, timeout=30)
+    for _ in range(LOOPS):
+        resp = sess.request("GET", "/internal/snapshot")
+        statuses.append((resp.status, resp.raw[:80] if resp.status != 200 else b""))
+
+
+def writer():
+    sess = Session(r, timeout=30)
+    n = 0
+    while not stop.is_set() and n < MAX_PUTS:
+        t0 = time.monotonic()
+        resp = sess.request("PUT", "/kvs/w%d" % (n % 100), body={"value": n})
+        lat.append((time.monotonic() - t0, resp.status))
+        n += 1
+
+
+w = threading.Thread(target=writer, daemon=True)
+snappers = [threading.Thread(target=snapshots, daemon=True) for _ in range(3)]
+w.start()
+for t in snappers:
+    t.start()
+for t in snappers:
+    t.join(120)
+stop.set()
+w.join(30)
+
+ok(all(st == 200 or (st == 503 and b"Busy" in body) for st, body in statuses),
+   "every looped snapshot answered 200, or 503 Busy while another ran",
+   repr([x for x in statuses if x[0] != 200][:5]))
+diag("%d snapshots: %d x 200, %d x 503" % (len(statuses), sum(st == 200 for st, _ in statuses),
+                                            sum(st == 503 for st, _ in statuses)))
+ok(all(st in (200, 201) for _, st in lat) and len(lat) >= 50,
+   "%d PUTs during the snapshot loop, all answered 200/201" % len(lat))
+ls = sorted(t for t, _ in lat)
+diag("PUT latency ms: p50 %.2f p90 %.2f p99 %.2f max %.2f" % tuple(
+    ls[int(q * (len(ls) - 1))] * 1000 for q in (0.5, 0.9, 0.99, 1.0)))
+slow = sum(1 for t, _ in lat if t > snap / 10)
+ok(slow <= len(lat) // 20,
+   "PUTs waiting longer than a tenth of a snapshot: %d of %d (at most 5%%)" % (slow, len(lat)),
+   "max PUT latency %.1f ms, snapshot %.1f ms" % (max(t for t, _ in lat) * 1000, snap * 1000))
+is_(request(r, "GET", "/internal/check").status, 200, "store consistent afterwards")
+r.stop()
+done()
