@@ -212,7 +212,7 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "counter",
            "Writes clients saw that crashed with their replica before any other got them.",
            "%" PRIu64,
-           writes_lost(shm));
+           writes_lost(shm) + sum->writes_lost_freed);
     requests(&o, sum);
     peers(&o, shm, sum);
     http_send_type(req, 200, "text/plain; version=0.0.4", o.p, o.n);

@@ -74,6 +74,8 @@ static int unknown_met(shm_t *shm, const struct clock_ref *ref)
     return 0;
 }
 
+static void note_lost_one(shm_t *shm, uint32_t id, uint64_t n);
+
 static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
 {
     struct clock_ref refs[CLOCK_MAX];
@@ -94,8 +96,10 @@ static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
                 d->unknown = 1;
             continue;
         }
-        if (clock_folded(shm->clock, (uint32_t)id))
+        if (clock_folded(shm->clock, (uint32_t)id)) {
+            note_lost_one(shm, (uint32_t)id, refs[i].n);
             continue; /* applied everywhere; never named again */
+        }
         d->pair[d->n].id = (uint32_t)id;
         d->pair[d->n].n = refs[i].n;
         d->n++;
@@ -105,28 +109,31 @@ static int resolve_deps(shm_t *shm, struct json_span meta, struct deps *d)
 
 /* Writes a client saw that died with a crashed incarnation: count them
  * (clock.h lost_upto) and say so once per incarnation. */
+static void note_lost_one(shm_t *shm, uint32_t id, uint64_t n)
+{
+    struct incarnation *inc = &shm->clock->inc[id];
+    uint64_t seen;
+
+    if (n <= clock_applied(shm->clock, id) || !clock_retired_met(shm->clock, id))
+        return;
+    seen = __atomic_load_n(&inc->lost_upto, __ATOMIC_RELAXED);
+    while (n > seen && !__atomic_compare_exchange_n(&inc->lost_upto, &seen, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    if (seen == 0)
+        log_warn("a client saw writes %llu..%llu of %s/%llu, which crashed before any replica got them: "
+                 "treating them as lost",
+                 (unsigned long long)inc->final_seq + 1,
+                 (unsigned long long)n,
+                 inc->addr,
+                 (unsigned long long)inc->stamp);
+}
+
 static void note_lost(shm_t *shm, const struct deps *d)
 {
     size_t i;
 
-    for (i = 0; i < d->n; ++i) {
-        struct incarnation *inc = &shm->clock->inc[d->pair[i].id];
-        uint64_t seen, n = d->pair[i].n;
-
-        if (n <= clock_applied(shm->clock, d->pair[i].id) || !clock_retired_met(shm->clock, d->pair[i].id))
-            continue;
-        seen = __atomic_load_n(&inc->lost_upto, __ATOMIC_RELAXED);
-        while (n > seen &&
-               !__atomic_compare_exchange_n(&inc->lost_upto, &seen, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            ;
-        if (seen == 0)
-            log_warn("a client saw writes %llu..%llu of %s/%llu, which crashed before any replica got them: "
-                     "treating them as lost",
-                     (unsigned long long)inc->final_seq + 1,
-                     (unsigned long long)n,
-                     inc->addr,
-                     (unsigned long long)inc->stamp);
-    }
+    for (i = 0; i < d->n; ++i)
+        note_lost_one(shm, d->pair[i].id, d->pair[i].n);
 }
 
 /* M' = max(M, C): what the client has now seen. */

@@ -358,9 +358,13 @@ static void free_row(struct replicator *r, uint32_t id)
     struct clock_sh *clock = r->shm->clock;
     char addr[ADDR_MAX];
     uint64_t stamp = clock->inc[id].stamp;
+    uint64_t upto = __atomic_load_n(&clock->inc[id].lost_upto, __ATOMIC_RELAXED);
     int i;
 
     memcpy(addr, clock->inc[id].addr, ADDR_MAX);
+    /* kvsd_writes_lost_total sums the rows: keep what this one counted */
+    if (upto > clock->inc[id].final_seq)
+        stats_add(&r->stats->writes_lost_freed, upto - clock->inc[id].final_seq);
     lock_acquire_sh(r->shm->lock);
     __atomic_store_n(&r->shm->rlog->tail_clock[id], 0, __ATOMIC_RELAXED);
     clock_free_sh(clock, id, rcu_advance_sh(r->shm->rcu));
