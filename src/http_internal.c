@@ -104,7 +104,14 @@ static int replicate(struct http_env *env, h2o_req_t *req)
     /* the ids wire_localize() hands out stay valid until we leave the
      * read-side section: a freed incarnation row is reused only after */
     rcu_read_lock_sh(shm->rcu, env->slot);
-    if (wire_localize(shm, &msg, ids) != 0) {
+    if ((r = wire_localize(shm, &msg, ids)) == -2) {
+        rcu_read_unlock_sh(shm->rcu, env->slot);
+        log_warn("peer=%s names a life of our own address newer than ours: batch refused", msg.from.addr);
+        wire_msg_free(&msg);
+        http_send_lit(req, 400, "{\"error\": \"Malformed batch\"}");
+        return 0;
+    }
+    if (r != 0) {
         rcu_read_unlock_sh(shm->rcu, env->slot);
         wire_msg_free(&msg);
         log_warn("peer=%s: incarnation table full (%u rows), batch refused", msg.from.addr, CLOCK_MAX);

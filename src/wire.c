@@ -448,16 +448,40 @@ static int32_t resolve_folded(shm_t *shm, const struct wire_inc *inc)
 }
 
 /* Map the message's incarnation indexes to local ids, in place. */
+/* Does the message name a life of our own address newer than ours?  No
+ * replica can know one (a forged message would retire us everywhere). */
+static int names_future_self(const shm_t *shm, const struct wire_msg *msg)
+{
+    const struct incarnation *self = &shm->clock->inc[shm->clock->self];
+    uint32_t i;
+
+    if (shm->clock->self < 0)
+        return 0;
+    for (i = 0; i <= msg->ninc; ++i) {
+        const struct wire_inc *inc = i < msg->ninc ? &msg->inc[i] : &msg->from;
+        if (inc->stamp > self->stamp && strncmp(inc->addr, self->addr, ADDR_MAX) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids)
 {
-    char(*addr)[ADDR_MAX] = xmalloc(sizeof(*addr) * (msg->ninc + 1));
-    uint64_t *stamp = xmalloc(sizeof(*stamp) * (msg->ninc + 1));
-    uint8_t *folded = calloc(msg->ninc + 1, 1), *fl = calloc(msg->ninc + 1, 1);
-    int32_t *sub = xmalloc(sizeof(*sub) * (msg->ninc + 1));
+    char(*addr)[ADDR_MAX];
+    uint64_t *stamp;
+    uint8_t *folded, *fl;
+    int32_t *sub;
     int report = memcmp(msg->magic, "KVC1", 4) == 0, pass;
     uint32_t i, j, n = 0;
     int r;
 
+    if (names_future_self(shm, msg))
+        return -2;
+    addr = xmalloc(sizeof(*addr) * (msg->ninc + 1));
+    stamp = xmalloc(sizeof(*stamp) * (msg->ninc + 1));
+    folded = calloc(msg->ninc + 1, 1);
+    fl = calloc(msg->ninc + 1, 1);
+    sub = xmalloc(sizeof(*sub) * (msg->ninc + 1));
     if (folded == NULL || fl == NULL)
         abort();
     for (i = 0; i < msg->ncount; ++i)

@@ -128,7 +128,8 @@ int wire_decode(const char *p, size_t len, struct wire_msg *msg);
  * life folded here maps to its address's floor row).  A clock report's
  * count for a life the sender folded and we do not know becomes
  * WIRE_NO_INC.  ids needs msg->ninc + 1 slots; ids[msg->ninc] is the
- * sender's id. */
+ * sender's id.  Returns 0, -1 if the table is full, -2 (nothing done) if
+ * the message names a life of our own address newer than ours. */
 int wire_localize(shm_t *shm, struct wire_msg *msg, int32_t *ids);
 void wire_msg_free(struct wire_msg *msg);
 
