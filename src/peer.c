@@ -298,6 +298,23 @@ static int log_covers_peer(struct replicator *r, struct peer *p)
     return 1;
 }
 
+/*
+ * The most log bytes one batch may carry: what a peer's libh2o accepts
+ * (peer_body_max(), 2 x --max-body + 64 KiB) less room for the message
+ * head and its incarnation table (at most CLOCK_MAX entries).  A record
+ * is never longer on the wire than in the log, and the largest one (a
+ * --max-body value with CLOCK_MAX deps) is under --max-body + 5 KiB, so
+ * a record always fits a batch of its own; larger backlogs are split.
+ */
+#define BATCH_HEAD_ROOM (16 * 1024)
+_Static_assert(sizeof(struct rlog_rec) >= 28 && sizeof(struct vc_pair) >= 12, "a record is no longer on the wire");
+_Static_assert(CLOCK_MAX * (1 + ADDR_MAX + 8) + 64 <= BATCH_HEAD_ROOM, "the incarnation table fits the room");
+
+static size_t batch_budget(const struct replicator *r)
+{
+    return peer_body_max(r->cfg) - BATCH_HEAD_ROOM;
+}
+
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err);
 static int advance_cursor(struct replicator *r, struct peer *p);
 
@@ -333,7 +350,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
         while (bytes < BATCH_BYTES && enc.nrec < BATCH_RECORDS) {
             uint64_t at = pos;
             struct rlog_rec hdr;
-            const struct rlog_rec *rec = (const void *)r->rbuf;
+            const struct rlog_rec *rec;
             size_t need = 0;
             long n = rlog_peek(rlog, &pos, &hdr);
 
@@ -352,11 +369,17 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                         p->recheck_at_ms = now + RELAY_DELAY_MS - ((uint32_t)now - hdr.at_ms);
                     continue;
                 }
+                if (enc.nrec != 0 && bytes + (size_t)n > batch_budget(r)) {
+                    --p->nscan; /* the next batch starts with it */
+                    pos = at;
+                    break;
+                }
                 /* read it in full: the header said what the ring held */
                 pos = at;
                 while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)
                     r->rbuf = xrealloc(r->rbuf, r->rcap = need);
             }
+            rec = (const void *)r->rbuf; /* after any xrealloc() above */
             if (n <= 0) { /* overwritten under us: start again at the tail */
                 p->nscan = 0;
                 wire_enc_free(&enc);

@@ -82,6 +82,7 @@ struct replicator {
     int ncandidates;
     httpc_conn_t *snap_conn[VIEW_MAX]; /* state transfers, per peer */
     int snap_busy;
+    uint64_t join_retry_at_ms; /* every transfer failed: pull again then */
 
     char *rbuf; /* one log record */
     size_t rcap;
