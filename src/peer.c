@@ -501,7 +501,9 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
         stalled = advance_cursor(r, p);
     }
     /* more to send?  go on at once, unless the last batch made no
-     * progress (its records wait for dependencies from elsewhere) */
+     * progress (its records wait for dependencies from elsewhere) or the
+     * peer still needs a snapshot (it may be joining, or pulling one) */
+    stalled |= p->clock_known && !log_covers_peer(r, p);
     p->retry_at_ms = stalled ? now + r->cfg->heartbeat_ms : 0;
     if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0)
         peer_ship(r, p, now);

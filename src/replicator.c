@@ -28,7 +28,10 @@
 
 #define TICK_MS 100
 #define SNAPSHOT_TIMEOUT_MS 60000
-#define JOIN_RETRY_MS 1000 /* after every state transfer of a join failed */
+/* After every state transfer of a join failed, pull again after 1 s,
+ * doubling up to 8 s: each attempt costs the peer a full snapshot. */
+#define JOIN_RETRY_MS 1000
+#define JOIN_RETRY_MAX_MS 8000
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -106,6 +109,9 @@ static void on_snapshot(void *arg, int status, const char *body, size_t len, con
 
     r->snap_busy = 0;
     if (status == 200 && install_snapshot(r, body, len, p->addr) == 0) {
+        /* what peers asked for before this install is stale; one still
+         * behind asks again with its next batch */
+        __atomic_store_n(&r->shm->snapshot_req, 0, __ATOMIC_RELEASE);
         set_ready(r, "caught up by state transfer");
         return;
     }
@@ -127,8 +133,11 @@ static void pull_next(struct replicator *r)
          * join, tried again.  (A failed catch-up pull of a ready replica
          * is asked for again by the peer's next batch.) */
         if (r->join_phase == 1) {
-            log_warn("no snapshot installed; not ready, pulling again in %d ms", JOIN_RETRY_MS);
-            r->join_retry_at_ms = now_ms() + JOIN_RETRY_MS;
+            r->join_backoff_ms = r->join_backoff_ms == 0 ? JOIN_RETRY_MS : r->join_backoff_ms * 2;
+            if (r->join_backoff_ms > JOIN_RETRY_MAX_MS)
+                r->join_backoff_ms = JOIN_RETRY_MAX_MS;
+            log_warn("no snapshot installed; not ready, pulling again in %u ms", r->join_backoff_ms);
+            r->join_retry_at_ms = now_ms() + r->join_backoff_ms;
         }
         return;
     }
