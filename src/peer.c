@@ -308,7 +308,8 @@ static int log_covers_peer(struct replicator *r, struct peer *p)
  */
 #define BATCH_HEAD_ROOM (16 * 1024)
 _Static_assert(sizeof(struct rlog_rec) >= 28 && sizeof(struct vc_pair) >= 12, "a record is no longer on the wire");
-_Static_assert(CLOCK_MAX * (1 + ADDR_MAX + 8) + 64 <= BATCH_HEAD_ROOM, "the incarnation table fits the room");
+#define BATCH_INC_BYTES (1 + ADDR_MAX + 8) /* one incarnation on the wire */
+_Static_assert(CLOCK_MAX <= (BATCH_HEAD_ROOM - 64) / BATCH_INC_BYTES, "the incarnation table fits the room");
 
 static size_t batch_budget(const struct replicator *r)
 {
@@ -379,7 +380,8 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
                 while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)
                     r->rbuf = xrealloc(r->rbuf, r->rcap = need);
             }
-            rec = (const void *)r->rbuf; /* after any xrealloc() above */
+            /* after any xrealloc() above */
+            rec = (const void *)r->rbuf;
             if (n <= 0) { /* overwritten under us: start again at the tail */
                 p->nscan = 0;
                 wire_enc_free(&enc);
