@@ -77,6 +77,13 @@ int config_internal_exposed(const struct config *cfg);
  * within 1..WORKERS_MAX. */
 int config_default_workers(long cpus);
 
+/* The largest request body a worker accepts (libh2o's limit): room for a
+ * peer's replication batch, which the sender sizes to fit (peer.c). */
+static inline size_t peer_body_max(const struct config *cfg)
+{
+    return cfg->max_body * 2 + 65536;
+}
+
 /* Parse "IP:PORT" (dotted IPv4, port 1-65535) into a canonical string. */
 int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX]);
 

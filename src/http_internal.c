@@ -93,6 +93,7 @@ static int replicate(struct http_env *env, h2o_req_t *req)
     struct wire_msg msg;
     int32_t ids[CLOCK_MAX + 1];
     uint8_t *result;
+    int r;
 
     if (wire_decode(req->entity.base, req->entity.len, &msg) != 0 || memcmp(msg.magic, "KVB1", 4) != 0) {
         if (msg.inc != NULL)

@@ -315,6 +315,24 @@ static int log_covers_peer(struct replicator *r, struct peer *p)
     return 1;
 }
 
+/*
+ * The most log bytes one batch may carry: what a peer's libh2o accepts
+ * (peer_body_max(), 2 x --max-body + 64 KiB) less room for the message
+ * head and its incarnation table (at most CLOCK_MAX entries).  A record
+ * is never longer on the wire than in the log, and the largest one (a
+ * --max-body value with CLOCK_MAX deps) is under --max-body + 5 KiB, so
+ * a record always fits a batch of its own; larger backlogs are split.
+ */
+#define BATCH_HEAD_ROOM (16 * 1024)
+_Static_assert(sizeof(struct rlog_rec) >= 28 && sizeof(struct vc_pair) >= 12, "a record is no longer on the wire");
+#define BATCH_INC_BYTES (1 + ADDR_MAX + 8) /* one incarnation on the wire */
+_Static_assert(CLOCK_MAX <= (BATCH_HEAD_ROOM - 64) / BATCH_INC_BYTES, "the incarnation table fits the room");
+
+static size_t batch_budget(const struct replicator *r)
+{
+    return peer_body_max(r->cfg) - BATCH_HEAD_ROOM;
+}
+
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err);
 static int advance_cursor(struct replicator *r, struct peer *p);
 
@@ -372,7 +390,7 @@ static void fill_batch(struct replicator *r, struct peer *p, struct batch *b, ui
     }
     pos = p->cursor;
     while (b->bytes < BATCH_BYTES && b->enc.nrec < BATCH_RECORDS) {
-        const struct rlog_rec *rec = (const void *)r->rbuf;
+        const struct rlog_rec *rec;
         struct rlog_rec hdr;
         size_t need = 0;
         uint64_t at;
@@ -384,11 +402,17 @@ static void fill_batch(struct replicator *r, struct peer *p, struct batch *b, ui
             at = pos - (uint64_t)n; /* past any pad */
             if (decide(r, p, b, at, &hdr, now) != TAKE_SHIP)
                 continue;
+            if (b->enc.nrec != 0 && b->bytes + (size_t)n > batch_budget(r)) {
+                --p->nscan; /* the next batch starts with it */
+                pos = at;
+                break;
+            }
             /* read it in full: the header said what the ring held */
             pos = at;
             while ((n = rlog_read(rlog, &pos, r->rbuf, r->rcap, &need)) == -2)
                 r->rbuf = xrealloc(r->rbuf, r->rcap = need);
         }
+        rec = (const void *)r->rbuf; /* after any xrealloc() above */
         if (n <= 0) { /* overwritten under us: start again at the tail */
             p->nscan = 0;
             batch_reset(b);
@@ -532,7 +556,9 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
         stalled = advance_cursor(r, p);
     }
     /* more to send?  go on at once, unless the last batch made no
-     * progress (its records wait for dependencies from elsewhere) */
+     * progress (its records wait for dependencies from elsewhere) or the
+     * peer still needs a snapshot (it may be joining, or pulling one) */
+    stalled |= p->clock_known && !log_covers_peer(r, p);
     p->retry_at_ms = stalled ? now + r->cfg->heartbeat_ms : 0;
     if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0)
         peer_ship(r, p, now);

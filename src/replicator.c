@@ -28,6 +28,10 @@
 
 #define TICK_MS 100
 #define SNAPSHOT_TIMEOUT_MS 60000
+/* After every state transfer of a join failed, pull again after 1 s,
+ * doubling up to 8 s: each attempt costs the peer a full snapshot. */
+#define JOIN_RETRY_MS 1000
+#define JOIN_RETRY_MAX_MS 8000
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -110,10 +114,16 @@ static void on_snapshot(void *arg, int status, const char *body, size_t len, con
 
     r->snap_busy = 0;
     if (status == 200 && install_snapshot(r, body, len, p->addr) == 0) {
+        /* what peers asked for before this install is stale; one still
+         * behind asks again with its next batch */
+        __atomic_store_n(&r->shm->snapshot_req, 0, __ATOMIC_RELEASE);
         set_ready(r, "caught up by state transfer");
         return;
     }
-    log_warn("peer=%s: snapshot failed: %s", p->addr, status ? "bad answer" : err);
+    if (status == 0)
+        log_warn("peer=%s: snapshot failed: %s", p->addr, err);
+    else if (status != 200)
+        log_warn("peer=%s: snapshot failed: answered %d", p->addr, status);
     memmove(&r->join_candidate[0], &r->join_candidate[1], sizeof(int) * (size_t)--r->ncandidates);
     pull_next(r);
 }
@@ -123,12 +133,26 @@ static void pull_next(struct replicator *r)
     struct peer *p;
 
     if (r->ncandidates == 0) {
-        set_ready(r, "no peer could give a snapshot; serving what we have");
+        /* A joining replica that a ready peer answered never serves
+         * without that state: a failed or truncated transfer is a failed
+         * join, tried again.  (A failed catch-up pull of a ready replica
+         * is asked for again by the peer's next batch.) */
+        if (r->join_phase == 1) {
+            r->join_backoff_ms = r->join_backoff_ms == 0 ? JOIN_RETRY_MS : r->join_backoff_ms * 2;
+            if (r->join_backoff_ms > JOIN_RETRY_MAX_MS)
+                r->join_backoff_ms = JOIN_RETRY_MAX_MS;
+            log_warn("no snapshot installed; not ready, pulling again in %u ms", r->join_backoff_ms);
+            r->join_retry_at_ms = now_ms() + r->join_backoff_ms;
+        }
         return;
     }
     p = &r->peer[r->join_candidate[0]];
-    if (r->snap_conn[p->row] == NULL)
+    if (r->snap_conn[p->row] == NULL) {
         r->snap_conn[p->row] = httpc_new((h2o_loop_t *)r->loop, r->self_ip, p->addr);
+        /* a snapshot is as large as the peer's store: one larger than
+         * ours could not be installed anyway */
+        httpc_set_max_body(r->snap_conn[p->row], r->cfg->memory);
+    }
     log_info("pulling a snapshot from peer=%s", p->addr);
     if (httpc_request(r->snap_conn[p->row],
                       "GET",
@@ -161,8 +185,25 @@ static void on_join_ping(void *arg, int status, const char *body, size_t len, co
     }
     if (r->join_pending == 0) {
         r->join_phase = 1;
-        pull_next(r);
+        if (r->ncandidates == 0)
+            set_ready(r, "no peer is ready to give a snapshot; serving what we have");
+        else
+            pull_next(r);
     }
+}
+
+/* A ready peer answered the join, but no transfer succeeded: ask every
+ * peer of the view again (one that is not ready answers 503). */
+static void join_retry(struct replicator *r)
+{
+    int i;
+
+    r->join_retry_at_ms = 0;
+    r->ncandidates = 0;
+    for (i = 0; i < VIEW_MAX; ++i)
+        if (r->peer[i].row >= 0 && r->peer[i].state != PEER_SELF)
+            r->join_candidate[r->ncandidates++] = r->peer[i].row;
+    pull_next(r);
 }
 
 static void join_start(struct replicator *r)
@@ -498,6 +539,9 @@ static void tick(struct replicator *r)
             pull_next(r);
         }
     }
+    /* a join whose state transfers all failed, due to try again? */
+    if (r->join_phase == 1 && !r->snap_busy && r->join_retry_at_ms != 0 && now >= r->join_retry_at_ms)
+        join_retry(r);
     /* every peer's state machine */
     for (i = 0; i < VIEW_MAX; ++i)
         if (r->peer[i].row >= 0)

@@ -89,6 +89,8 @@ struct replicator {
     int ncandidates;
     httpc_conn_t *snap_conn[VIEW_MAX]; /* state transfers, per peer */
     int snap_busy;
+    uint64_t join_retry_at_ms; /* every transfer failed: pull again then */
+    uint32_t join_backoff_ms;  /* and the wait before that, doubling */
 
     char *rbuf; /* one log record */
     size_t rcap;

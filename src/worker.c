@@ -137,7 +137,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     h2o_config_init(&w.gconf);
     /* client bodies are limited to --max-body in the handler; the larger
      * transport limit leaves room for peers' replication batches */
-    w.gconf.max_request_entity_size = cfg->max_body * 2 + 65536;
+    w.gconf.max_request_entity_size = peer_body_max(cfg);
     w.gconf.http1.req_timeout = cfg->request_timeout_ms;
     w.gconf.server_name = h2o_iovec_init(H2O_STRLIT("kvsd"));
     hostconf = h2o_config_register_host(&w.gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);

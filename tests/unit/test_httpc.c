@@ -110,6 +110,38 @@ static ssize_t read_request(int fd, char *buf, size_t cap, char **body, size_t *
     }
 }
 
+/*
+ * "/size/N": N pattern bytes with Content-Length; "/sizechunked/N": in
+ * chunks of 4093 bytes (crossing every power-of-two boundary);
+ * "/sizeclose/N": delimited by close.
+ */
+static void serve_size(int fd, const char *what)
+{
+    size_t n = strtoul(strchr(what, '/') + 1, NULL, 10);
+    char *b = malloc(n + 1), tmp[64];
+
+    big_pattern(b, n);
+    if (strncmp(what, "/", 1) == 0) {
+        respond(fd, 200, "", b, n, 0);
+    } else if (strncmp(what, "chunked/", 8) == 0) {
+        const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        write_all(fd, h, strlen(h));
+        for (size_t off = 0; off < n; off += 4093) {
+            size_t m = n - off < 4093 ? n - off : 4093;
+            int hl = snprintf(tmp, sizeof(tmp), "%zx\r\n", m);
+            write_all(fd, tmp, (size_t)hl);
+            write_all(fd, b + off, m);
+            write_all(fd, "\r\n", 2);
+        }
+        write_all(fd, "0\r\n\r\n", 5);
+    } else {
+        const char *h = "HTTP/1.1 200 OK\r\n\r\n";
+        write_all(fd, h, strlen(h));
+        write_all(fd, b, n);
+    }
+    free(b);
+}
+
 static void serve_conn(int fd)
 {
     size_t cap = 4 << 20, body_len, unread;
@@ -164,6 +196,10 @@ static void serve_conn(int fd)
             }
             free(big);
             big = NULL;
+        } else if (strncmp(path, "/size", 5) == 0) {
+            serve_size(fd, path + 5);
+            if (strncmp(path, "/sizeclose/", 11) == 0)
+                break;
         } else if (strcmp(path, "/nolength") == 0) {
             const char *r = "HTTP/1.1 200 OK\r\n\r\nuntil close";
             write_all(fd, r, strlen(r));
@@ -644,6 +680,85 @@ static void test_bodies(void)
     reset(&r);
 }
 
+static int is_pattern(const struct result *r, size_t n)
+{
+    if (r->status != 200 || r->len != n)
+        return 0;
+    for (size_t i = 0; i != n; ++i)
+        if (r->body[i] != (char)('a' + i % 26))
+            return 0;
+    return 1;
+}
+
+/*
+ * Sizes on both sides of every buffer boundary a body crosses: the
+ * response buffer's first allocation (4 KiB), 64 KiB (h2o's socket
+ * buffers; the replicator's log-record buffer, whose growth once sent
+ * freed memory), the preallocation cap for a Content-Length body
+ * (HTTPC_PREALLOC_MAX, 64 MiB), bodies larger than the socket buffers
+ * (partial writes), and the response limit itself.
+ */
+static void test_sizes(void)
+{
+    static const size_t req_sizes[] = { 1, 4095, 4096, 4097, 65535, 65536, 65537, 204800, 1 << 20, 3 << 20 };
+    static const size_t res_sizes[] = { 4095, 4096, 4097, 65535, 65536, 65537, 204800, 3 << 20 };
+    static const char *const framings[] = { "/size/", "/sizechunked/", "/sizeclose/" };
+    struct result r = { 0 };
+    httpc_conn_t *c = httpc_new(loop, NULL, srv_addr);
+    char path[64];
+    size_t i, f, limit = 100000;
+
+    for (i = 0; i != sizeof(req_sizes) / sizeof(req_sizes[0]); ++i) {
+        size_t n = req_sizes[i];
+        char *body = malloc(n), *owned = malloc(n);
+        for (size_t j = 0; j != n; ++j)
+            body[j] = owned[j] = (char)(j * 31 + n);
+        reset(&r);
+        ok(httpc_request(c, "POST", "/echo", NULL, body, n, 10000, on_done, &r) == 0, "POST %zu started", n);
+        run_until(&r, 11000);
+        ok(r.status == 201 && r.len == n && memcmp(r.body, body, n) == 0,
+           "a %zu-byte copied body arrives whole (got %zu)",
+           n,
+           r.len);
+        reset(&r);
+        ok(httpc_request_owned(c, "POST", "/echo", NULL, owned, n, 10000, on_done, &r) == 0,
+           "owned POST %zu started",
+           n);
+        run_until(&r, 11000);
+        ok(r.status == 201 && r.len == n && memcmp(r.body, body, n) == 0,
+           "a %zu-byte owned body arrives whole (got %zu)",
+           n,
+           r.len);
+        free(body);
+    }
+    for (f = 0; f != 3; ++f) {
+        for (i = 0; i != sizeof(res_sizes) / sizeof(res_sizes[0]); ++i) {
+            snprintf(path, sizeof(path), "%s%zu", framings[f], res_sizes[i]);
+            get(c, path, 10000, &r);
+            ok(is_pattern(&r, res_sizes[i]), "GET %s: whole (got %zu)", path, r.len);
+        }
+    }
+    snprintf(path, sizeof(path), "/size/%zu", ((size_t)64 << 20) + 1);
+    get(c, path, 30000, &r);
+    ok(is_pattern(&r, ((size_t)64 << 20) + 1), "a body one byte over the preallocation cap (got %zu)", r.len);
+
+    /* the limit itself, for every framing */
+    httpc_set_max_body(c, limit);
+    for (f = 0; f != 3; ++f) {
+        snprintf(path, sizeof(path), "%s%zu", framings[f], limit);
+        get(c, path, 5000, &r);
+        ok(is_pattern(&r, limit), "GET %s with max_body %zu: accepted", path, limit);
+        snprintf(path, sizeof(path), "%s%zu", framings[f], limit + 1);
+        get(c, path, 5000, &r);
+        ok(r.status == 0 && r.err != NULL && strcmp(r.err, "response too large") == 0,
+           "GET %s with max_body %zu: response too large",
+           path,
+           limit);
+    }
+    httpc_free(c);
+    reset(&r);
+}
+
 static void test_bad_responses(void)
 {
     struct result r = { 0 };
@@ -708,6 +823,7 @@ int main(void)
     test_timeout();
     test_refused();
     test_bodies();
+    test_sizes();
     test_bad_responses();
     test_close_and_free();
     run_for(50);
