@@ -150,6 +150,11 @@ cases = [
     ("a value with a raw control byte", batch(recs=[record(value=b'"a\x01b"')])),
     ("a value that is invalid UTF-8", batch(recs=[record(value=b'"\xff"')])),
     ("a null value (null means no value)", batch(recs=[record(value=b"null")])),
+    # a life of A's own address newer than A's would retire A everywhere
+    ("a newer life of the receiver's own address, named by a count",
+     batch(incs=[(ORIGIN, STAMP), (b"127.0.0.140:8090", (1 << 62) - 1)], counts=[(1, 1, 0, 0)])),
+    ("a newer life of the receiver's own address as a dependency",
+     batch(incs=[(ORIGIN, STAMP), (b"127.0.0.140:8090", (1 << 62) - 1)], recs=[record(deps=[(1, 1)])])),
 ]
 cases += [("the well-formed seq-2 batch cut to %d of %d bytes" % (n, len(base)), base[:n])
           for n in range(1, len(base))]
