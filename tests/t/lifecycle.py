@@ -2,7 +2,8 @@
 """A replica's long life (issue 12, item 2): one replica of three is
 killed with SIGKILL and restarted LIVES times (env KVST_LIVES, default 600;
 `make lifecycle` runs 10,000), and takes one write in every life, which
-must reach the others.  Each restart adds an incarnation at every peer;
+must reach the others.  Every 50th time it stays down until the others
+have evicted it, so eviction and re-admission loop too.  Each restart adds an incarnation at every peer;
 without garbage collection the table (CLOCK_MAX = 256 rows) fills after
 about 255 lives and replication stops for good (507 "Too many
 incarnations", then eviction, then 503 for ever).  Asserts that
@@ -27,6 +28,7 @@ VIEW = ["%s:8090" % ip for ip in IPS]
 LIVES = int(os.environ.get("KVST_LIVES", "600"))
 BOUND = 4 * len(IPS)
 KEYS = 97  # the lives' writes cycle over this many keys
+EVICT_EVERY = 50  # every 50th life, B stays down until it is evicted
 
 cl = Cluster(IPS, workers=1)
 cl.wait_ready(10)
@@ -45,6 +47,7 @@ def incarnations(r):
 
 
 failures = []      # lives whose write did not reach A (or C)
+evictions = 0
 max_inc = {A.addr: 0, C.addr: 0}
 max_meta = 0
 t0 = time.monotonic()
@@ -53,6 +56,13 @@ for life in range(1, LIVES + 1):
     if not wait_until(lambda: not B.group(), 5):
         failures.append((life, "B's process group outlived kill -9: %r" % (B.group(),)))
         break
+    if life % EVICT_EVERY == 0:
+        # stay down until A and C evict B, so the loop also runs
+        # eviction and re-admission, not only restarts
+        if not wait_until(lambda: B.addr not in (view_of(A) or [B.addr]) and
+                          B.addr not in (view_of(C) or [B.addr]), 5):
+            failures.append((life, "B not evicted within 5 s: %r" % [view_of(A), view_of(C)]))
+        evictions += 1
     B.start()
     key, value = "life-%d" % (life % KEYS), "v%d" % life
     p = None
@@ -86,7 +96,7 @@ for life in range(1, LIVES + 1):
     if len(failures) > 3:
         break
 
-diag("%d lives in %.1f s" % (life, time.monotonic() - t0))
+diag("%d lives in %.1f s (%d with an eviction)" % (life, time.monotonic() - t0, evictions))
 ok(not failures, "every one of %d lives: its write reached the others, incarnations <= %d"
    % (LIVES, BOUND), "%r\n%s" % (failures[:4], log_excerpt(cl)))
 ok(life == LIVES, "all %d lives ran" % LIVES, "stopped at life %d" % life)
