@@ -117,6 +117,11 @@ for name, k in [("a \\u0000 after the address", mkey.replace("/", "\\u0000/")),
 ok(request(r, "GET", "/kvs/meta", body={"causal-metadata": {mkey: mval}}).status == 200,
    "the same key, unescaped, is accepted")
 
+# a key is bytes: a percent-encoded NUL does not end it
+ok(request(r, "PUT", "/kvs/nul%00key", body={"value": 1}).status == 201, "PUT /kvs/nul%00key -> 201")
+expect(request(r, "GET", "/kvs/nul"), 404, NOKEY, "GET /kvs/nul -> 404 (the NUL did not cut the key)")
+ok(request(r, "GET", "/kvs/nul%00key").status == 200, "GET /kvs/nul%00key -> 200")
+
 # --- /view bodies over --max-body: 413 like /kvs ------------------------------------
 for size in (2 * 1000 * 1000, 2 * 1024 * 1024):
     pad = "x" * (size - 60)
