@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -70,6 +71,8 @@ static const char *reason(int status)
         return "Request Header Fields Too Large";
     case 503:
         return "Service Unavailable";
+    case 500:
+        return "Internal Server Error";
     case 507:
         return "Insufficient Storage";
     default:
@@ -111,12 +114,66 @@ void http_send_type(h2o_req_t *req, int status, const char *type, const char *bo
         h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
+void http_body_init(h2o_req_t *req, struct http_body *b, size_t cap)
+{
+    b->p = h2o_mem_alloc_pool(&req->pool, cap ? cap : 1);
+    b->len = 0;
+    b->cap = cap;
+    b->broken = 0;
+}
+
+char *http_body_reserve(struct http_body *b, size_t n)
+{
+    if (b->broken || n > b->cap - b->len) {
+        b->broken = 1;
+        return NULL;
+    }
+    return b->p + b->len;
+}
+
+void http_body_commit(struct http_body *b, size_t used)
+{
+    if (!b->broken)
+        b->len += used;
+}
+
+void http_body_put(struct http_body *b, const char *s, size_t n)
+{
+    char *dst = http_body_reserve(b, n);
+
+    if (dst != NULL) {
+        memcpy(dst, s, n);
+        b->len += n;
+    }
+}
+
+void http_body_str(struct http_body *b, const char *s)
+{
+    http_body_put(b, s, strlen(s));
+}
+
+void http_body_send(h2o_req_t *req, int status, struct http_body *b)
+{
+    if (b->broken) {
+        /* a capacity computed wrong: a bug, but never a truncated body */
+        log_error("response body larger than its computed capacity (%zu bytes)", b->cap);
+        http_send_lit(req, 500, "{\"error\": \"Internal error\"}");
+        return;
+    }
+    http_send(req, status, b->p, b->len);
+}
+
 void http_send_error(h2o_req_t *req, int status, const char *message)
 {
-    size_t len = strlen(message) + sizeof("{\"error\": \"\"}");
-    char *body = h2o_mem_alloc_pool(&req->pool, len);
+    static const char head[] = "{\"error\": \"", tail[] = "\"}";
+    size_t mlen = strlen(message);
+    struct http_body b;
 
-    http_send(req, status, body, (size_t)snprintf(body, len, "{\"error\": \"%s\"}", message));
+    http_body_init(req, &b, sizeof(head) - 1 + mlen + sizeof(tail) - 1);
+    http_body_lit(&b, head);
+    http_body_put(&b, message, mlen);
+    http_body_lit(&b, tail);
+    http_body_send(req, status, &b);
 }
 
 int http_method_is(h2o_req_t *req, const char *m, size_t len)
@@ -166,6 +223,63 @@ static int head_too_large(h2o_req_t *req)
     return 0;
 }
 
+/* Count the Content-Length and Transfer-Encoding lines of a raw HTTP/1
+ * head (already accepted by libh2o's parser); -1 if no whole head is there. */
+static int count_framing_headers(const char *p, size_t n, size_t *ncl, size_t *nte)
+{
+    const char *end = p + n, *line = memchr(p, '\n', n);
+
+    *ncl = *nte = 0;
+    if (line == NULL)
+        return -1;
+    for (++line; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line)), *colon;
+        size_t len;
+        if (eol == NULL)
+            return -1;
+        len = (size_t)(eol - line);
+        if (len > 0 && line[len - 1] == '\r')
+            --len;
+        if (len == 0)
+            return 0; /* the blank line that ends the head */
+        if ((colon = memchr(line, ':', len)) != NULL) {
+            size_t nlen = (size_t)(colon - line);
+            if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0)
+                ++*ncl;
+            else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0)
+                ++*nte;
+        }
+        line = eol + 1;
+    }
+    return -1;
+}
+
+/* A request whose length two headers may state differently -- two
+ * Content-Length headers, two Transfer-Encoding headers, or one of each --
+ * is how requests are smuggled past a proxy that reads the other one.
+ * libh2o 2.2 picks one, carries on, and does not even keep these headers
+ * in req->headers; so look at the raw head, which is still at the start
+ * of the connection's input buffer while the request is handled (libh2o
+ * consumes it only after the response).  Like nginx, refuse every such
+ * request, identical duplicates too, and close the connection, since
+ * where this request ends in the stream is exactly what is in doubt. */
+static int framing_ambiguous(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    size_t ncl, nte;
+
+    /* only an HTTP/1 head that starts with this request's method is ours to read */
+    if (sock == NULL || req->version >= 0x200 || sock->input->size <= req->method.len ||
+        memcmp(sock->input->bytes, req->method.base, req->method.len) != 0 ||
+        sock->input->bytes[req->method.len] != ' ')
+        return 0;
+    if (count_framing_headers(sock->input->bytes, sock->input->size, &ncl, &nte) != 0 || ncl + nte <= 1)
+        return 0;
+    req->http1_is_persistent = 0;
+    http_send_lit(req, 400, "{\"error\": \"Bad request\"}");
+    return 1;
+}
+
 #define PATH_IS(p, n, lit) ((n) == sizeof(lit) - 1 && memcmp((p), lit, sizeof(lit) - 1) == 0)
 #define PATH_HAS_PREFIX(p, n, lit) ((n) >= sizeof(lit) - 1 && memcmp((p), lit, sizeof(lit) - 1) == 0)
 
@@ -178,7 +292,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     current.env = env;
     clock_gettime(CLOCK_MONOTONIC, &current.start);
     current.route = ROUTE_OTHER;
-    if (head_too_large(req))
+    if (head_too_large(req) || framing_ambiguous(req))
         return 0;
     if (PATH_HAS_PREFIX(path, len, "/kvs/") && len > 5) {
         current.route = METHOD(req, "GET")      ? ROUTE_KVS_GET

@@ -29,6 +29,25 @@ void http_send_type(h2o_req_t *req, int status, const char *type, const char *bo
 #define http_send_lit(req, status, lit) http_send((req), (status), (lit), sizeof(lit) - 1)
 void http_send_error(h2o_req_t *req, int status, const char *message); /* {"error": "message"} */
 
+/* A response body built in req->pool.  The capacity is computed from the
+ * parts before anything is written; appending past it writes nothing and
+ * marks the body broken, and http_body_send() then answers 500 instead of
+ * sending a truncated body. */
+struct http_body {
+    char *p;
+    size_t len, cap;
+    int broken;
+};
+void http_body_init(h2o_req_t *req, struct http_body *b, size_t cap);
+void http_body_put(struct http_body *b, const char *s, size_t n);
+#define http_body_lit(b, lit) http_body_put((b), (lit), sizeof(lit) - 1)
+void http_body_str(struct http_body *b, const char *s);
+/* Room for up to n bytes at the end (NULL if it does not fit); say how
+ * many were used with http_body_commit(). */
+char *http_body_reserve(struct http_body *b, size_t n);
+void http_body_commit(struct http_body *b, size_t used);
+void http_body_send(h2o_req_t *req, int status, struct http_body *b);
+
 int http_method_is(h2o_req_t *req, const char *m, size_t len);
 #define METHOD(req, lit) http_method_is((req), lit, sizeof(lit) - 1)
 

@@ -148,6 +148,15 @@ static uint32_t merge_clock(shm_t *shm, const struct deps *d, uint64_t *c)
     return ninc;
 }
 
+/* Append causal-metadata c to a response body. */
+static void put_clock(struct http_body *b, shm_t *shm, const uint64_t *c, uint32_t ninc)
+{
+    char *dst = http_body_reserve(b, json_clock_max_len(ninc));
+
+    if (dst != NULL)
+        http_body_commit(b, json_format_clock(shm->clock, c, ninc, dst));
+}
+
 /* {"result": "<result>", "causal-metadata": M'} */
 static void send_result(struct http_env *env,
                         h2o_req_t *req,
@@ -156,14 +165,18 @@ static void send_result(struct http_env *env,
                         const struct deps *d,
                         uint64_t *c)
 {
+    static const char head[] = "{\"result\": \"", mid[] = "\", \"causal-metadata\": ";
     uint32_t ninc = merge_clock(env->shm, d, c);
-    size_t cap = 64 + json_clock_max_len(ninc), n;
-    char *body = h2o_mem_alloc_pool(&req->pool, cap);
+    size_t rlen = strlen(result);
+    struct http_body b;
 
-    n = (size_t)sprintf(body, "{\"result\": \"%s\", \"causal-metadata\": ", result);
-    n += json_format_clock(env->shm->clock, c, ninc, body + n);
-    body[n++] = '}';
-    http_send(req, status, body, n);
+    http_body_init(req, &b, sizeof(head) - 1 + rlen + sizeof(mid) - 1 + json_clock_max_len(ninc) + 1);
+    http_body_lit(&b, head);
+    http_body_put(&b, result, rlen);
+    http_body_lit(&b, mid);
+    put_clock(&b, env->shm, c, ninc);
+    http_body_lit(&b, "}");
+    http_body_send(req, status, &b);
 }
 
 static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t klen, const struct deps *d)
@@ -175,8 +188,7 @@ static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t 
     uint64_t c[CLOCK_MAX];
     uint32_t origin, ninc, ninc_now;
     uint64_t seq;
-    char *body;
-    size_t n, cap;
+    struct http_body b;
 
     /* the caller holds the RCU read lock */
     e = table_lookup_sh(shm->table, key, klen, table_hash(key, klen));
@@ -186,12 +198,9 @@ static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t 
     }
     /* the entry's origin was interned before the entry was published */
     ninc = __atomic_load_n(&shm->clock->ninc, __ATOMIC_ACQUIRE);
-    cap = sizeof(head) + e->vlen + sizeof(mid) + 2 + json_clock_max_len(ninc);
-    body = h2o_mem_alloc_pool(&req->pool, cap);
-    memcpy(body, head, sizeof(head) - 1);
-    n = sizeof(head) - 1;
-    memcpy(body + n, entry_value(e), e->vlen);
-    n += e->vlen;
+    http_body_init(req, &b, sizeof(head) - 1 + e->vlen + sizeof(mid) - 1 + json_clock_max_len(ninc) + 1);
+    http_body_lit(&b, head);
+    http_body_put(&b, entry_value(e), e->vlen);
     origin = __atomic_load_n(&e->origin, __ATOMIC_ACQUIRE);
     seq = e->seq;
     if (clock_folded(shm->clock, origin))
@@ -203,11 +212,10 @@ static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t 
         ninc = ninc_now;
     if (origin < ninc && c[origin] < seq)
         c[origin] = seq;
-    memcpy(body + n, mid, sizeof(mid) - 1);
-    n += sizeof(mid) - 1;
-    n += json_format_clock(shm->clock, c, ninc, body + n);
-    body[n++] = '}';
-    http_send(req, 200, body, n);
+    http_body_lit(&b, mid);
+    put_clock(&b, shm, c, ninc);
+    http_body_lit(&b, "}");
+    http_body_send(req, 200, &b);
     return 0;
 }
 

@@ -15,18 +15,28 @@
 #define E_NO_ADDR "{\"error\": \"Request does not specify a socket-address\"}"
 #define E_NOT_IN_VIEW "{\"error\": \"View has no such replica\"}"
 #define E_METHOD "{\"error\": \"Method not allowed\"}"
+#define E_TOO_LARGE "{\"error\": \"Request body too large\"}"
 
 static int get_view(struct http_env *env, h2o_req_t *req)
 {
+    static const char head[] = "{\"view\": [", sep[] = ", ", tail[] = "]}";
     char addrs[VIEW_MAX][ADDR_MAX];
-    size_t n = view_list(env->shm->view, addrs, VIEW_MAX), i, len = 0;
-    char *body = h2o_mem_alloc_pool(&req->pool, 16 + n * (ADDR_MAX + 4));
+    size_t n = view_list(env->shm->view, addrs, VIEW_MAX), i, cap = sizeof(head) - 1 + sizeof(tail) - 1;
+    struct http_body b;
 
-    len += (size_t)sprintf(body, "{\"view\": [");
     for (i = 0; i < n; ++i)
-        len += (size_t)sprintf(body + len, "%s\"%s\"", i ? ", " : "", addrs[i]);
-    len += (size_t)sprintf(body + len, "]}");
-    http_send(req, 200, body, len);
+        cap += sizeof(sep) - 1 + 2 + strlen(addrs[i]);
+    http_body_init(req, &b, cap);
+    http_body_lit(&b, head);
+    for (i = 0; i < n; ++i) {
+        if (i > 0)
+            http_body_lit(&b, sep);
+        http_body_lit(&b, "\"");
+        http_body_str(&b, addrs[i]);
+        http_body_lit(&b, "\"");
+    }
+    http_body_lit(&b, tail);
+    http_body_send(req, 200, &b);
     return 0;
 }
 
@@ -53,6 +63,10 @@ int http_view(struct http_env *env, h2o_req_t *req)
         return get_view(env, req);
     if (!is_put && !METHOD(req, "DELETE")) {
         http_send_lit(req, 405, E_METHOD);
+        return 0;
+    }
+    if (req->entity.len > env->cfg->max_body) {
+        http_send_lit(req, 413, E_TOO_LARGE);
         return 0;
     }
     if (body_address(req, addr) != 0) {

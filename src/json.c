@@ -355,6 +355,9 @@ static size_t put_utf8(char *dst, uint32_t cp)
     return 4;
 }
 
+/* json_string_decode()'s output is used as a C string (an address), so a
+ * character that would end it early or is not a character at all must
+ * not decode: NUL, raw control bytes, and lone surrogates. */
 long json_string_decode(struct json_span s, char *dst, size_t cap)
 {
     size_t i, n = 0;
@@ -364,9 +367,18 @@ long json_string_decode(struct json_span s, char *dst, size_t cap)
     for (i = 1; i + 1 < s.len; ++i) {
         char c = s.p[i], tmp[4];
         size_t k = 1;
+        if ((unsigned char)c < 0x20)
+            return -1;
         if (c == '\\') {
-            c = s.p[++i];
+            if (++i + 1 >= s.len) /* the escape would eat the closing quote */
+                return -1;
+            c = s.p[i];
             switch (c) {
+            case '"':
+            case '\\':
+            case '/':
+                tmp[0] = c;
+                break;
             case 'b':
                 tmp[0] = '\b';
                 break;
@@ -393,11 +405,13 @@ long json_string_decode(struct json_span s, char *dst, size_t cap)
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                     i += 6;
                 }
-                k = put_utf8(tmp, (uint32_t)cp); /* a lone surrogate passes through as-is */
+                if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff))
+                    return -1;
+                k = put_utf8(tmp, (uint32_t)cp);
                 break;
             }
             default:
-                tmp[0] = c;
+                return -1;
             }
         } else {
             tmp[0] = c;

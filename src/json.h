@@ -45,7 +45,8 @@ int json_span_is_null(struct json_span s);
 size_t json_compact(struct json_span s, char *dst);
 
 /* Decode a JSON string token (quotes included) into dst; returns the
- * length, or -1 if s is not a string or does not fit. */
+ * length, or -1 if s is not a string, does not fit, or would decode to a
+ * NUL or a lone surrogate (the result is used as a C string). */
 long json_string_decode(struct json_span s, char *dst, size_t cap);
 
 /* One component of client causal metadata: "IP:PORT/stamp": n. */

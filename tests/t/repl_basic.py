@@ -155,11 +155,21 @@ ok(not ryw_bad, "read-your-writes / monotonic reads across replicas",
 ok(not meta_bad, "returned metadata always covers the metadata sent",
    "\n".join(map(repr, meta_bad[:5])))
 
+
+def shipped(r):
+    """r's kvsd_records_shipped_total.  A failed /metrics fetch (or a
+    missing counter) is a failure, never a None equal to another None."""
+    v = metrics(r).get("kvsd_records_shipped_total")
+    if v is None:
+        raise RuntimeError("GET /metrics of %s failed or lacks kvsd_records_shipped_total" % r.addr)
+    return v
+
+
 # --- no relays while every origin is reachable --------------------------------
 # B and C relay A's writes only if the other still lacks them when it
 # reports its clock 50 ms (RELAY_DELAY_MS) or more after they arrived:
 # never, while A delivers to both within milliseconds.
-shipped0 = {r.addr: metrics(r).get("kvsd_records_shipped_total") for r in (B, C)}
+shipped0 = {r.addr: shipped(r) for r in (B, C)}
 keys = ["relay-%d" % i for i in range(300)]
 t0 = time.monotonic()
 for k in keys:
@@ -170,14 +180,14 @@ ok(wait_until(lambda: all(store_map(r, keys) == want for r in (B, C)), 10, 0.1),
 diag("300 PUTs at A written and replicated in %.2f s" % (time.monotonic() - t0))
 # Observe past a 300 ms delay plus two heartbeats: a relay would show by then.
 t1 = time.monotonic()
-shipped = {}
+now = {}
 while time.monotonic() - t1 < 0.3 + 2 * 0.2 + 0.2:
-    shipped = {r.addr: metrics(r).get("kvsd_records_shipped_total") for r in (B, C)}
-    if shipped != shipped0:
+    now = {r.addr: shipped(r) for r in (B, C)}
+    if now != shipped0:
         break
     time.sleep(0.05)
 for r in (B, C):
-    is_(shipped.get(r.addr), shipped0[r.addr],
+    is_(now.get(r.addr), shipped0[r.addr],
         "%s relayed none of A's writes (A reached every replica itself)" % r.addr)
 
 for r in reps:

@@ -22,7 +22,12 @@ fw = Firewall().open()
 
 
 def shipped(r):
-    return metrics(r).get("kvsd_records_shipped_total")
+    """r's kvsd_records_shipped_total.  A failed /metrics fetch (or a
+    missing counter) is a failure, never a None equal to another None."""
+    v = metrics(r).get("kvsd_records_shipped_total")
+    if v is None:
+        raise RuntimeError("GET /metrics of %s failed or lacks kvsd_records_shipped_total" % r.addr)
+    return v
 
 
 def has(r, key, meta, want):
@@ -63,7 +68,7 @@ ok(wait_until(lambda: has(C, "cut-19", last, "w19"), 5),
 diag("C had A's 20 writes %.3f s after the cut" % (time.monotonic() - t_cut))
 ok(all(has(C, "cut-%d" % i, metas[i], "w%d" % i) for i in range(20)), "C has every one of the 20 writes")
 b1 = shipped(B)
-ok(b1 is not None and b1 - b0 >= 20, "B shipped A's records to C (kvsd_records_shipped_total %s -> %s)" % (b0, b1))
+ok(b1 - b0 >= 20, "B shipped A's records to C (kvsd_records_shipped_total %s -> %s)" % (b0, b1))
 ok(wait_until(lambda: "lacks writes of %s" % A.addr in B.log_tail(500), 2),
    "B logs that C lacks A's writes and relays them", B.log_tail())
 ok(A.running() and C.running(), "A and C still run")

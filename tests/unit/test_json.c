@@ -388,9 +388,20 @@ static void test_string_decode(void)
        "every two-character escape");
     ok(decodes_to("\"\\u00e9\"", "\xc3\xa9", 2, 64) && decodes_to("\"\\u00E9\"", "\xc3\xa9", 2, 64),
        "\\u00e9 becomes UTF-8 c3 a9");
-    ok(decodes_to("\"\\u0041\\u20ac\\uffff\"", "A\xe2\x82\xac\xef\xbf\xbf", 7, 64) &&
-         decodes_to("\"\\u0000\"", "\0", 1, 64),
-       "1-, 3-byte and NUL \\u escapes");
+    ok(decodes_to("\"\\u0041\\u20ac\\uffff\"", "A\xe2\x82\xac\xef\xbf\xbf", 7, 64), "1- and 3-byte \\u escapes");
+    /* the result is used as a C string (an address): "127.0.0.1:8090\u0000"
+     * must not decode to something that reads as 127.0.0.1:8090 */
+    ok(json_string_decode(span_of("\"\\u0000\""), out, sizeof(out)) == -1 &&
+         json_string_decode(span_of("\"1:80\\u0000x\""), out, sizeof(out)) == -1,
+       "a \\u0000 escape gives -1");
+    ok(json_string_decode(span_of("\"\\ud800\""), out, sizeof(out)) == -1 &&
+         json_string_decode(span_of("\"\\udc00\""), out, sizeof(out)) == -1 &&
+         json_string_decode(span_of("\"\\ud83d\\u0041\""), out, sizeof(out)) == -1,
+       "a lone surrogate gives -1");
+    ok(json_string_decode(span_of("\"a\tb\""), out, sizeof(out)) == -1 &&
+         json_string_decode(span_of("\"\\x\""), out, sizeof(out)) == -1 &&
+         json_string_decode(span_of("\"ab\\\""), out, sizeof(out)) == -1,
+       "a raw control byte, an unknown escape, or an escaped closing quote gives -1");
     ok(decodes_to("\"caf\xc3\xa9\"", "caf\xc3\xa9", 5, 64), "raw UTF-8 passes through");
     /* RFC 8259 7: a character outside the BMP is escaped as a surrogate
      * pair; decoding must give its 4-byte UTF-8 form (not CESU-8). */
@@ -692,7 +703,7 @@ static void test_fuzz(void)
 
 int main(void)
 {
-    plan(65);
+    plan(68);
     test_empty();
     test_documents();
     test_numbers();

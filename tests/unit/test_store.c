@@ -1098,9 +1098,18 @@ static void test_killed_after_publish(void)
         _exit(0);
     }
     waitpid(pid, &status, 0);
-    if (!WIFSTOPPED(status)) {
-        ok(1, "# SKIP ptrace not available");
-        ok(1, "# SKIP ptrace not available");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+        /* PTRACE_TRACEME refused (no CAP_SYS_PTRACE, a seccomp filter,
+         * Yama): the test cannot run here, which is not a pass */
+        skip("the traced writer stopped before its write", "ptrace not available");
+        skip("writer killed right after publishing a new key", "ptrace not available");
+        skip("recovery rolls the write forward and counts it", "ptrace not available");
+        shm_destroy(shm);
+        return;
+    }
+    if (!ok(WIFSTOPPED(status), "the traced writer stopped before its write (status %#x)", status)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
         shm_destroy(shm);
         return;
     }
@@ -1128,7 +1137,7 @@ static void test_killed_after_publish(void)
 
 int main(void)
 {
-    plan(124);
+    plan(125);
     test_client_writes();
     test_apply();
     test_apply_reversed();
