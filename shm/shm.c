@@ -33,6 +33,7 @@
 #include "clock.h"
 #include "lock.h"
 #include "rcu.h"
+#include "repl.h"
 #include "rlog.h"
 #include "shm.h"
 #include "stats.h"
@@ -88,6 +89,10 @@ static size_t view_region(const struct shm_params *params)
 {
     return view_size();
 }
+static size_t repl_region(const struct shm_params *params)
+{
+    return repl_size();
+}
 static size_t table_region(const struct shm_params *params)
 {
     return table_size();
@@ -131,6 +136,12 @@ static int clock_region_init(shm_t *shm, void *mem, size_t len, const struct shm
 static int view_region_init(shm_t *shm, void *mem, size_t len, const struct shm_params *params)
 {
     view_init(shm->view = mem);
+    return 0;
+}
+
+static int repl_region_init(shm_t *shm, void *mem, size_t len, const struct shm_params *params)
+{
+    repl_init(shm->repl = mem);
     return 0;
 }
 
@@ -186,6 +197,7 @@ static const struct region regions[] = {
     { "shared memory: rcu region overrun", rcu_region, rcu_region_init, 0 },
     { "shared memory: clock region overrun", clock_region, clock_region_init, 0 },
     { "shared memory: view region overrun", view_region, view_region_init, 0 },
+    { "shared memory: repl region overrun", repl_region, repl_region_init, 0 },
     { "shared memory: table region overrun", table_region, table_region_init, 1 },
     { "shared memory: stats region overrun", stats_region, stats_region_init, 0 },
     { "shared memory: rlog region overrun", rlog_region, rlog_region_init, 0 },
@@ -306,8 +318,8 @@ int shm_verify(const shm_t *shm, const char **why)
         return -1;
     }
     if (!inside(shm, shm->lock) || !inside(shm, shm->rcu) || !inside(shm, shm->arena) || !inside(shm, shm->table) ||
-        !inside(shm, shm->clock) || !inside(shm, shm->view) || !inside(shm, shm->rlog) || !inside(shm, shm->stats) ||
-        shm->npoison > SHM_REGIONS_MAX) {
+        !inside(shm, shm->clock) || !inside(shm, shm->view) || !inside(shm, shm->repl) || !inside(shm, shm->rlog) ||
+        !inside(shm, shm->stats) || shm->npoison > SHM_REGIONS_MAX) {
         *why = "shared memory: header corrupt (a region outside the mapping)";
         return -1;
     }

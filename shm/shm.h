@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x6b767364u /* "kvsd" */
-#define SHM_LAYOUT_VERSION 2 /* 2: guard pages and poisoned region tails */
+#define SHM_LAYOUT_VERSION 3  /* 2: guard pages and poisoned region tails; 3: repl region */
 #define SHM_REGIONS_MAX 16
 
 /* Reader slots: one per process that may read the store (workers,
@@ -24,15 +24,13 @@
  * it forks the child and never changes while the child lives. */
 #define SHM_MAX_PROCS 128
 
-#define REPL_WAKE_OWN 0x1   /* a client write: some active peer is idle */
-#define REPL_WAKE_RELAY 0x2 /* a replicated write: some peer gets relays at once */
-
 struct lock_sh;
 struct rcu_sh;
 struct arena_sh;
 struct table_sh;
 struct clock_sh;
 struct view_sh;
+struct repl_sh;
 struct rlog_sh;
 struct stats_sh;
 
@@ -54,18 +52,7 @@ typedef struct shm {
     uint64_t generation; /* bumped by the master on every child (re)start */
 
     /* Set by the master before fork, read-only afterwards. */
-    int wake_fd; /* eventfd: writers poke the replicator */
-    /* Written by the replicator only; everyone reads.  1 once the replica
-     * has joined and installed its snapshot (/ready, kvs requests). */
-    uint32_t ready;
-    /* The replicator waits on wake_fd, and which new log records it would
-     * ship at once (REPL_WAKE_*): writers poke it only for those. */
-    uint32_t repl_sleeping;
-    /* A peer told us our clock is behind its log: pull a snapshot from
-     * it.  Written under the writer lock by workers, cleared by the
-     * replicator. */
-    uint32_t snapshot_req;
-    char snapshot_from[24];
+    int wake_fd; /* eventfd: writers poke the replicator (repl.h says when) */
 
     struct lock_sh *lock;
     struct rcu_sh *rcu;
@@ -73,6 +60,7 @@ typedef struct shm {
     struct table_sh *table;
     struct clock_sh *clock;
     struct view_sh *view;
+    struct repl_sh *repl; /* the replicator's flags and per-peer state */
     struct rlog_sh *rlog;
     struct stats_sh *stats;
 

@@ -1,13 +1,12 @@
 /*
- * view.c - the view's membership rows and the replicator's per-peer
- * state (see view.h for the contract).
+ * view.c - the view's membership rows (see view.h for the contract).
  *
  * Membership changes run under the store's writer lock inside a seqlock
  * write section, so the HTTP workers answering GET /view and the
  * replicator can read the member list without a lock: they copy, and
  * retry if the sequence number was odd or moved while they copied.
  * Rows never move and are never freed, so row indexes stay valid for the
- * replicator's per-peer state.
+ * replicator's per-peer state (repl.h).
  */
 #include <string.h>
 
@@ -94,32 +93,42 @@ static int find_row(const struct view_sh *view, const char *addr, int in_view_on
     return -1;
 }
 
-int view_add_sh(struct view_sh *view, const char *addr, int state)
+int view_row_sh(const struct view_sh *view, const char *addr, int *fresh)
 {
-    struct view_member *m;
     int row;
 
+    *fresh = 0;
     if (strlen(addr) >= ADDR_MAX)
         return -1;
-    if ((row = find_row(view, addr, 0)) >= 0) {
-        m = &view->m[row];
+    if ((row = find_row(view, addr, 0)) >= 0)
+        return row;
+    if (view->n >= VIEW_MAX)
+        return -1;
+    *fresh = 1;
+    return (int)view->n;
+}
+
+int view_add_sh(struct view_sh *view, const char *addr)
+{
+    struct view_member *m;
+    int fresh, row = view_row_sh(view, addr, &fresh);
+
+    if (row < 0)
+        return -1;
+    m = &view->m[row];
+    if (!fresh) {
         if (m->in_view)
             return 0;
-        /* A returning peer keeps its row and its acked clock, so shipping
-         * resumes from what it already has. */
+        /* a returning peer keeps its row, so the replicator's state for
+         * it (its acked clock) is still there */
         write_begin_sh(view);
-        __atomic_store_n(&m->state, (uint32_t)state, __ATOMIC_RELAXED);
         m->in_view = 1;
         write_end_sh(view);
         return 1;
     }
-    if (view->n >= VIEW_MAX)
-        return -1;
     write_begin_sh(view);
-    m = &view->m[view->n];
     memset(m, 0, sizeof(*m));
     strcpy(m->addr, addr);
-    m->state = (uint32_t)state;
     m->used = 1;
     m->in_view = 1;
     /* the row is visible from here: release, so a reader that copies
@@ -186,16 +195,4 @@ int view_find(const struct view_sh *view, const char *addr)
 int view_contains(const struct view_sh *view, const char *addr)
 {
     return find_lockfree(view, addr, 1) >= 0;
-}
-
-const char *peer_state_name(int state)
-{
-    static const char *const names[] = {
-        [PEER_JOINING] = "joining", [PEER_ACTIVE] = "active",   [PEER_SUSPECT] = "suspect",
-        [PEER_EVICTED] = "evicted", [PEER_PROBING] = "probing", [PEER_SELF] = "self",
-    };
-
-    if (state < 0 || (size_t)state >= sizeof(names) / sizeof(names[0]))
-        return "unknown";
-    return names[state];
 }

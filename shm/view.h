@@ -1,6 +1,7 @@
 /*
  * view.h - the view: which replicas (by IP:PORT) this replica considers
- * members, and the replicator's per-peer state.
+ * members.  The replicator's state for each member lives in repl.h, in
+ * the row of the same index.
  *
  * Rows are keyed by address and never move once created, so the
  * replicator can keep row indexes.  Concurrency contract: membership
@@ -10,10 +11,7 @@
  * inside its section leaves seq odd: readers then wait a bounded number
  * of spins, copy once and count a stall (the rows are usable: a new row
  * becomes visible only by the store to n, its last step), and the
- * owner-dead recovery of the writer lock calls view_recover_sh().  state, since_ms,
- * acked[] and acked_at_ms are written only by the replicator (plain
- * atomic stores, no lock) and read by anyone as hints: /metrics, /ready
- * and tombstone reaping.
+ * owner-dead recovery of the writer lock calls view_recover_sh().
  */
 #ifndef KVSD_VIEW_H
 #define KVSD_VIEW_H
@@ -25,24 +23,10 @@
 
 #define VIEW_MAX 64
 
-enum peer_state {
-    PEER_JOINING = 0, /* in the initial VIEW, never answered yet */
-    PEER_ACTIVE,
-    PEER_SUSPECT, /* a request is late; evicted at --peer-timeout */
-    PEER_EVICTED,
-    PEER_PROBING, /* evicted, answering pings, waiting --readmit-delay */
-    PEER_SELF,
-};
-
 struct view_member {
     char addr[ADDR_MAX];
     uint32_t used;
     uint32_t in_view;
-    uint32_t state; /* enum peer_state */
-    uint32_t pad;
-    uint64_t since_ms;         /* entered the current state */
-    uint64_t acked_at_ms;      /* last clock report */
-    uint64_t acked[CLOCK_MAX]; /* the peer's applied clock, as last reported */
 };
 
 struct view_sh {
@@ -57,8 +41,15 @@ size_t view_size(void);
 void view_init(struct view_sh *view);
 
 /* Writer lock held.  Returns 1 if added, 0 if already in the view, -1 if
- * the table is full. */
-int view_add_sh(struct view_sh *view, const char *addr, int state);
+ * the table is full.  A returning address gets its old row back.  (Most
+ * callers want repl_view_add_sh(), which also sets the replicator's
+ * state for the row.) */
+int view_add_sh(struct view_sh *view, const char *addr);
+/* Writer lock held.  The row view_add_sh() puts addr in: its own if it
+ * has one (in the view or not), else the next unused one, with *fresh
+ * set.  -1 if it has none and can get none (address too long, table
+ * full). */
+int view_row_sh(const struct view_sh *view, const char *addr, int *fresh);
 /* Writer lock held.  Returns 1 if removed, 0 if not in the view. */
 int view_remove_sh(struct view_sh *view, const char *addr);
 
@@ -73,7 +64,5 @@ size_t view_list(const struct view_sh *view, char (*out)[ADDR_MAX], size_t max);
 int view_find(const struct view_sh *view, const char *addr);
 /* Lock-free.  1 if addr is in the view. */
 int view_contains(const struct view_sh *view, const char *addr);
-
-const char *peer_state_name(int state);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "repl.h"
 #include "stats.h"
 #include <time.h>
 
@@ -189,10 +190,10 @@ void http_wake_replicator(struct http_env *env, uint32_t when)
         (void)!write(env->shm->wake_fd, &one, sizeof(one));
         return;
     }
-    /* pairs with the replicator's fence between setting repl_sleeping and
+    /* pairs with the replicator's fence between setting repl->sleeping and
      * its last look at the log head */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if ((__atomic_load_n(&env->shm->repl_sleeping, __ATOMIC_ACQUIRE) & when) && env->shm->wake_fd >= 0)
+    if ((__atomic_load_n(&env->shm->repl->sleeping, __ATOMIC_ACQUIRE) & when) && env->shm->wake_fd >= 0)
         (void)!write(env->shm->wake_fd, &one, sizeof(one));
 }
 

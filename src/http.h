@@ -52,7 +52,7 @@ int http_method_is(h2o_req_t *req, const char *m, size_t len);
 #define METHOD(req, lit) http_method_is((req), lit, sizeof(lit) - 1)
 
 /* Poke the replicator: after a write only if it waits for that kind
- * (when = REPL_WAKE_OWN or REPL_WAKE_RELAY); for rare events such as
+ * (when = REPL_WAKE_OWN or REPL_WAKE_RELAY, repl.h); for rare events such as
  * view changes always (when = 0). */
 void http_wake_replicator(struct http_env *env, uint32_t when);
 

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "lock.h"
 #include "rcu.h"
+#include "repl.h"
 #include "rlog.h"
 #include "stats.h"
 #include "table.h"
@@ -104,16 +105,16 @@ static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
             put(o,
                 "kvsd_peer_state{peer=\"%s\",state=\"%s\"} 1\n",
                 m->addr,
-                peer_state_name((int)__atomic_load_n(&m->state, __ATOMIC_RELAXED)));
+                peer_state_name((int)__atomic_load_n(&shm->repl->peer[i].state, __ATOMIC_RELAXED)));
     }
     head(o, "kvsd_peer_queued_bytes", "gauge", "Replication log bytes not yet acknowledged by the peer.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
-        if (shm->view->m[i].used && shm->view->m[i].state != PEER_SELF)
+        if (shm->view->m[i].used && shm->repl->peer[i].state != PEER_SELF)
             put(
               o, "kvsd_peer_queued_bytes{peer=\"%s\"} %" PRIu64 "\n", shm->view->m[i].addr, sum->peer_queued_bytes[i]);
     head(o, "kvsd_peer_lag_seconds", "gauge", "Age of the oldest write the peer has not acknowledged.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
-        if (shm->view->m[i].used && shm->view->m[i].state != PEER_SELF)
+        if (shm->view->m[i].used && shm->repl->peer[i].state != PEER_SELF)
             put(
               o, "kvsd_peer_lag_seconds{peer=\"%s\"} %.3f\n", shm->view->m[i].addr, (double)sum->peer_lag_ms[i] / 1000);
 }
@@ -140,8 +141,12 @@ static int metrics(struct http_env *env, h2o_req_t *req)
 
     o.p = h2o_mem_alloc_pool(&req->pool, o.cap);
     stats_sum(shm->stats, sum);
-    SCALAR(
-      &o, "kvsd_ready", "gauge", "1 once joined and caught up.", "%u", __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE));
+    SCALAR(&o,
+           "kvsd_ready",
+           "gauge",
+           "1 once joined and caught up.",
+           "%u",
+           __atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE));
     SCALAR(&o, "kvsd_keys", "gauge", "Keys holding a value.", "%" PRIu64, shm->table->nlive);
     SCALAR(&o, "kvsd_tombstones", "gauge", "Deleted keys kept as tombstones.", "%" PRIu64, shm->table->ntomb);
     SCALAR(&o, "kvsd_shm_used_bytes", "gauge", "Arena bytes in use.", "%" PRIu64, shm->arena->used);
@@ -226,7 +231,7 @@ int http_health(struct http_env *env, h2o_req_t *req, const char *path, size_t l
         return 0;
     }
     if (len == 6 && memcmp(path, "/ready", 6) == 0) {
-        if (__atomic_load_n(&env->shm->ready, __ATOMIC_ACQUIRE))
+        if (__atomic_load_n(&env->shm->repl->ready, __ATOMIC_ACQUIRE))
             http_send_lit(req, 200, "{\"status\": \"ready\"}");
         else
             http_send_lit(req, 503, "{\"status\": \"not ready\"}");

@@ -18,6 +18,7 @@
 #include "lock.h"
 #include "log.h"
 #include "rcu.h"
+#include "repl.h"
 #include "store.h"
 #include "table.h"
 #include "util.h"
@@ -82,7 +83,7 @@ static void send_clock(struct http_env *env, h2o_req_t *req)
             wire_enc_count(&e, shm->clock, id, 0, INC_FOLDED, 0); /* a floor: lives up to it are folded */
     }
     self_inc(shm, &from);
-    wire_enc_finish(&e, "KVC1", &from, __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE) ? WIRE_READY : 0, &out);
+    wire_enc_finish(&e, "KVC1", &from, __atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE) ? WIRE_READY : 0, &out);
     wire_enc_free(&e);
     send_buf(req, 200, &out);
 }
@@ -127,8 +128,8 @@ static int replicate(struct http_env *env, h2o_req_t *req)
     rcu_read_unlock_sh(shm->rcu, env->slot);
     if (msg.flags & WIRE_SNAPSHOT_NEEDED) {
         lock_acquire_sh(shm->lock);
-        memcpy(shm->snapshot_from, msg.from.addr, ADDR_MAX);
-        __atomic_store_n(&shm->snapshot_req, 1, __ATOMIC_RELEASE);
+        memcpy(shm->repl->snapshot_from, msg.from.addr, ADDR_MAX);
+        __atomic_store_n(&shm->repl->snapshot_req, 1, __ATOMIC_RELEASE);
         lock_release_sh(shm->lock);
         log_info("peer=%s says our clock is behind its log; requesting a snapshot", msg.from.addr);
         http_wake_replicator(env, 0);
@@ -201,7 +202,7 @@ static int snapshot(struct http_env *env, h2o_req_t *req)
     struct buf out = { 0 };
     int r;
 
-    if (!__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE)) {
+    if (!__atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE)) {
         http_send_lit(req, 503, "{\"error\": \"Not ready\"}");
         return 0;
     }

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "rcu.h"
+#include "repl.h"
 #include "store.h"
 #include "table.h"
 #include "util.h"
@@ -36,13 +37,13 @@ struct deps {
 };
 
 /* Has every other view member reported its clock since t? */
-static int reported_since(const struct view_sh *view, uint64_t t)
+static int reported_since(const shm_t *shm, uint64_t t)
 {
-    uint32_t i, n = __atomic_load_n(&view->n, __ATOMIC_ACQUIRE);
+    uint32_t i, n = __atomic_load_n(&shm->view->n, __ATOMIC_ACQUIRE);
 
     for (i = 0; i < n && i < VIEW_MAX; ++i) {
-        const struct view_member *m = &view->m[i];
-        if (!__atomic_load_n(&m->in_view, __ATOMIC_ACQUIRE) || m->state == PEER_SELF)
+        const struct repl_peer_sh *m = &shm->repl->peer[i];
+        if (!__atomic_load_n(&shm->view->m[i].in_view, __ATOMIC_ACQUIRE) || m->state == PEER_SELF)
             continue;
         if (__atomic_load_n(&m->acked_at_ms, __ATOMIC_ACQUIRE) <= t)
             return 0;
@@ -68,7 +69,7 @@ static int unknown_met(shm_t *shm, const struct clock_ref *ref)
         uint32_t flags = clock_flags(clock, i);
         if ((flags & INC_FREE) || inc->stamp <= ref->stamp || strncmp(inc->addr, ref->addr, ADDR_MAX) != 0)
             continue;
-        if ((flags & INC_FOLDED) || reported_since(shm->view, inc->born_ms))
+        if ((flags & INC_FOLDED) || reported_since(shm, inc->born_ms))
             return 1;
     }
     return 0;
@@ -303,7 +304,8 @@ int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t ra
         http_send_lit(req, 400, E_BAD_META);
         return 0;
     }
-    if (!__atomic_load_n(&env->shm->ready, __ATOMIC_ACQUIRE) || d.unknown || !store_covers(env->shm, d.pair, d.n)) {
+    if (!__atomic_load_n(&env->shm->repl->ready, __ATOMIC_ACQUIRE) || d.unknown ||
+        !store_covers(env->shm, d.pair, d.n)) {
         rcu_read_unlock_sh(env->shm->rcu, env->slot);
         http_send_lit(req, 503, E_UNSATISFIED);
         return 0;

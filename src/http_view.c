@@ -10,6 +10,7 @@
 #include "http.h"
 #include "json.h"
 #include "lock.h"
+#include "repl.h"
 #include "view.h"
 
 #define E_NO_ADDR "{\"error\": \"Request does not specify a socket-address\"}"
@@ -74,7 +75,8 @@ int http_view(struct http_env *env, h2o_req_t *req)
         return 0;
     }
     lock_acquire_sh(env->shm->lock);
-    r = is_put ? view_add_sh(env->shm->view, addr, PEER_ACTIVE) : view_remove_sh(env->shm->view, addr);
+    r = is_put ? repl_view_add_sh(env->shm->repl, env->shm->view, addr, PEER_ACTIVE)
+               : view_remove_sh(env->shm->view, addr);
     lock_release_sh(env->shm->lock);
     if (r > 0)
         http_wake_replicator(env, 0);

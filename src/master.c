@@ -23,6 +23,7 @@
 #include "master.h"
 #include "notify.h"
 #include "rcu.h"
+#include "repl.h"
 #include "replicator.h"
 #include "shm.h"
 #include "stats.h"
@@ -173,7 +174,8 @@ static shm_t *create_store(const struct config *cfg)
         fatalx("cannot set up the store");
     lock_acquire_sh(shm->lock);
     for (i = 0; i < cfg->nview; ++i)
-        view_add_sh(shm->view, cfg->view[i], strcmp(cfg->view[i], cfg->address) == 0 ? PEER_SELF : PEER_JOINING);
+        repl_view_add_sh(
+          shm->repl, shm->view, cfg->view[i], strcmp(cfg->view[i], cfg->address) == 0 ? PEER_SELF : PEER_JOINING);
     lock_release_sh(shm->lock);
     return shm;
 }

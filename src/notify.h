@@ -6,7 +6,7 @@
  * block, and are safe to call from any process of the replica (the unit
  * sets NotifyAccess=all so a child may send READY=1).  Call
  * notify_ready() once the replica serves kvs requests (joined, snapshot
- * installed: shm->ready set) and notify_stopping() when SIGTERM/SIGINT
+ * installed: shm->repl->ready set) and notify_stopping() when SIGTERM/SIGINT
  * starts the drain.
  */
 #ifndef KVSD_NOTIFY_H

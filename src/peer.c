@@ -32,7 +32,7 @@
 
 void peer_set_state(struct replicator *r, struct peer *p, int state)
 {
-    struct view_member *m = &r->shm->view->m[p->row];
+    struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
 
     if (p->state != state) {
         p->state = state;
@@ -161,7 +161,7 @@ void peer_evict(struct replicator *r, struct peer *p, const char *why)
 static void readmit(struct replicator *r, struct peer *p)
 {
     lock_acquire_sh(r->shm->lock);
-    view_add_sh(r->shm->view, p->addr, PEER_ACTIVE);
+    repl_view_add_sh(r->shm->repl, r->shm->view, p->addr, PEER_ACTIVE);
     lock_release_sh(r->shm->lock);
     r->view_version = __atomic_load_n(&r->shm->view->version, __ATOMIC_ACQUIRE);
     log_info(
@@ -211,7 +211,7 @@ static void ack_folded(const struct clock_sh *clock, uint32_t id, uint64_t *acke
 
 int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, size_t len, uint32_t *flags)
 {
-    struct view_member *m = &r->shm->view->m[p->row];
+    struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
     struct wire_msg msg;
     int32_t ids[CLOCK_MAX + 1];
     uint64_t acked[CLOCK_MAX];
@@ -266,7 +266,7 @@ enum relay { SHIP, WAIT, ASK };
 
 static enum relay worth_sending(struct replicator *r, struct peer *p, const struct rlog_rec *rec, uint64_t now)
 {
-    const struct view_member *m = &r->shm->view->m[p->row];
+    const struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
     const struct clock_sh *clock = r->shm->clock;
     const struct incarnation *inc = &clock->inc[rec->origin];
     uint32_t age;
@@ -306,7 +306,7 @@ static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t se
 /* Does the peer's acked clock cover everything that fell off our log? */
 static int log_covers_peer(struct replicator *r, struct peer *p)
 {
-    const struct view_member *m = &r->shm->view->m[p->row];
+    const struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
     uint32_t i, ninc = r->shm->clock->ninc;
 
     for (i = 0; i < ninc; ++i)
@@ -357,7 +357,7 @@ static enum take decide(struct replicator *r, struct peer *p, struct batch *b, u
         return TAKE_ACKED;
     }
     scan_push(p, at, hdr->origin, hdr->seq);
-    if (hdr->seq <= r->shm->view->m[p->row].acked[hdr->origin])
+    if (hdr->seq <= r->shm->repl->peer[p->row].acked[hdr->origin])
         return TAKE_ACKED;
     if (b->oldest == 0)
         b->oldest = hdr->at_ms ? hdr->at_ms : 1;
@@ -502,7 +502,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
  * and none of them was taken (they wait for dependencies). */
 static int advance_cursor(struct replicator *r, struct peer *p)
 {
-    const struct view_member *m = &r->shm->view->m[p->row];
+    const struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
     uint64_t old = p->cursor;
     size_t i, n = p->nscan;
 

@@ -19,6 +19,7 @@
 #include "lock.h"
 #include "log.h"
 #include "notify.h"
+#include "repl.h"
 #include "rcu.h"
 #include "replicator.h"
 #include "rlog.h"
@@ -49,8 +50,8 @@ static struct replicator rep;
 
 static void set_ready(struct replicator *r, const char *how)
 {
-    if (!__atomic_load_n(&r->shm->ready, __ATOMIC_ACQUIRE)) {
-        __atomic_store_n(&r->shm->ready, 1, __ATOMIC_RELEASE);
+    if (!__atomic_load_n(&r->shm->repl->ready, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&r->shm->repl->ready, 1, __ATOMIC_RELEASE);
         log_info("ready: %s", how);
         notify_ready(); /* systemd Type=notify; the unit allows any process of the service */
     }
@@ -116,7 +117,7 @@ static void on_snapshot(void *arg, int status, const char *body, size_t len, con
     if (status == 200 && install_snapshot(r, body, len, p->addr) == 0) {
         /* what peers asked for before this install is stale; one still
          * behind asks again with its next batch */
-        __atomic_store_n(&r->shm->snapshot_req, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&r->shm->repl->snapshot_req, 0, __ATOMIC_RELEASE);
         set_ready(r, "caught up by state transfer");
         return;
     }
@@ -277,10 +278,10 @@ static void settle_retired(struct replicator *r)
             continue;
         for (i = 0; i < VIEW_MAX && settled; ++i) {
             const struct peer *p = &r->peer[i];
-            const struct view_member *m;
+            const struct repl_peer_sh *m;
             if (p->row < 0 || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
                 continue;
-            m = &r->shm->view->m[p->row];
+            m = &r->shm->repl->peer[p->row];
             if (m->acked_at_ms <= inc->retired_at_ms ||
                 (m->acked[id] != ACKED_FOLDED && m->acked[id] > clock_applied(clock, id)))
                 settled = 0;
@@ -311,11 +312,11 @@ static int peers_agree(struct replicator *r, uint32_t id, uint64_t since)
 
     for (i = 0; i < VIEW_MAX; ++i) {
         const struct peer *p = &r->peer[i];
-        const struct view_member *m;
+        const struct repl_peer_sh *m;
         uint64_t acked;
         if (p->row < 0 || p->state == PEER_SELF)
             continue;
-        m = &r->shm->view->m[p->row];
+        m = &r->shm->repl->peer[p->row];
         acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
         if (m->acked_at_ms <= since || (acked != ACKED_FOLDED && acked != have))
             return 0;
@@ -335,7 +336,7 @@ static int have_what_peers_had(struct replicator *r)
         if (p->row < 0 || p->state == PEER_SELF)
             continue;
         for (id = 0; id < ninc; ++id) {
-            uint64_t acked = __atomic_load_n(&r->shm->view->m[p->row].acked[id], __ATOMIC_RELAXED);
+            uint64_t acked = __atomic_load_n(&r->shm->repl->peer[p->row].acked[id], __ATOMIC_RELAXED);
             if (acked != ACKED_FOLDED && acked > clock_applied(clock, id) && !clock_folded(clock, id))
                 return 0;
         }
@@ -386,7 +387,7 @@ static int log_trimmable(struct replicator *r, uint64_t pos)
         for (i = 0; i < VIEW_MAX; ++i) {
             const struct peer *p = &r->peer[i];
             if (p->row >= 0 && p->state != PEER_SELF &&
-                __atomic_load_n(&r->shm->view->m[p->row].acked[hdr.origin], __ATOMIC_RELAXED) < hdr.seq)
+                __atomic_load_n(&r->shm->repl->peer[p->row].acked[hdr.origin], __ATOMIC_RELAXED) < hdr.seq)
                 return 0;
         }
     }
@@ -411,7 +412,7 @@ static void free_row(struct replicator *r, uint32_t id)
     clock_free_sh(clock, id, rcu_advance_sh(r->shm->rcu));
     lock_release_sh(r->shm->lock);
     for (i = 0; i < VIEW_MAX; ++i)
-        __atomic_store_n(&r->shm->view->m[i].acked[id], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&r->shm->repl->peer[i].acked[id], 0, __ATOMIC_RELAXED);
     stats_add(&r->stats->incarnations_freed, 1);
     log_debug("incarnation %s/%llu freed (row %u)", addr, (unsigned long long)stamp, id);
 }
@@ -498,10 +499,10 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
             floor[id] = UINT64_MAX; /* applied everywhere */
     for (i = 0; i < VIEW_MAX; ++i) {
         const struct peer *p = &r->peer[i];
-        const struct view_member *m;
+        const struct repl_peer_sh *m;
         if (p->row < 0 || p->state == PEER_SELF)
             continue;
-        m = &r->shm->view->m[p->row];
+        m = &r->shm->repl->peer[p->row];
         if (m->acked_at_ms == 0)
             return; /* never heard from: it may hold anything */
         for (id = 0; id < ninc; ++id) {
@@ -530,9 +531,9 @@ static void tick(struct replicator *r)
     /* membership changed through /view? */
     sync_view(r);
     /* a peer said our clock is behind its log: pull a snapshot */
-    if (r->join_phase == 2 && !r->snap_busy && __atomic_load_n(&r->shm->snapshot_req, __ATOMIC_ACQUIRE)) {
-        int row = view_find(r->shm->view, r->shm->snapshot_from);
-        __atomic_store_n(&r->shm->snapshot_req, 0, __ATOMIC_RELEASE);
+    if (r->join_phase == 2 && !r->snap_busy && __atomic_load_n(&r->shm->repl->snapshot_req, __ATOMIC_ACQUIRE)) {
+        int row = view_find(r->shm->view, r->shm->repl->snapshot_from);
+        __atomic_store_n(&r->shm->repl->snapshot_req, 0, __ATOMIC_RELEASE);
         if (row >= 0 && r->peer[row].row >= 0) {
             r->join_candidate[0] = row;
             r->ncandidates = 1;
@@ -648,7 +649,7 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
     rcu_register_sh(shm->rcu, slot, getpid());
 
     setup(r, shm, cfg, slot);
-    if (__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE))
         r->join_phase = 2; /* restarted by the master: already joined */
     else
         join_start(r);
@@ -663,19 +664,19 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
         wait = now >= until ? 0 : (int32_t)(until - now);
 
         /* Writers poke the eventfd only for the kinds of record that
-         * repl_sleeping names, and we name only those a new record of
+         * repl->sleeping names, and we name only those a new record of
          * would be shipped at once: with no idle active peer (none at
          * all, or all with a batch in flight, whose answer ships the
          * rest) a client write costs no syscall and no context switch,
          * and a replicated one never does unless some peer is in relay
          * mode.  Then sleep only if nothing arrived meanwhile. */
-        __atomic_store_n(&shm->repl_sleeping, ships_at_once(r), __ATOMIC_RELEASE);
+        __atomic_store_n(&shm->repl->sleeping, ships_at_once(r), __ATOMIC_RELEASE);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (rlog_head(shm->rlog) != r->log_seen ||
             __atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)
             wait = 0;
         h2o_evloop_run(r->loop, wait);
-        __atomic_store_n(&shm->repl_sleeping, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&shm->repl->sleeping, 0, __ATOMIC_RELEASE);
 
         if ((head = rlog_head(shm->rlog)) != r->log_seen) {
             r->log_seen = head;

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "httpc.h"
+#include "repl.h"
 #include "shm.h"
 #include "view.h"
 #include "wire.h"
@@ -22,7 +23,7 @@ struct peer {
     struct replicator *r;
     int row; /* index into shm->view->m[], -1 if unused */
     char addr[ADDR_MAX];
-    int state; /* enum peer_state; mirrored into the view row */
+    int state; /* enum peer_state; mirrored into shm->repl->peer[row] */
     uint64_t since_ms;
     httpc_conn_t *conn; /* shipping, heartbeats and probes: one at a time */
     httpc_conn_t *ctl;  /* view broadcasts */

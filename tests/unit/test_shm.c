@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "lock.h"
 #include "rcu.h"
+#include "repl.h"
 #include "rlog.h"
 #include "stats.h"
 #include "shm.h"
@@ -41,8 +42,8 @@ static void test_layout(void)
 {
     struct shm_params params = { 8u << 20, 0 };
     shm_t *shm = shm_create(&params);
-    const char *order[7];
-    size_t len[7], i;
+    const char *order[8];
+    size_t len[8], i;
     int ordered = 1;
     pid_t pid;
     int status;
@@ -53,23 +54,25 @@ static void test_layout(void)
          shm->master_pid == getpid() && shm->generation == 0,
        "header size (--memory plus at most 20 pages of guards and rounding: %zu), master pid, generation",
        shm->size - params.memory);
-    ok(shm->wake_fd == -1 && shm->ready == 0, "no wake fd yet, not ready");
+    ok(shm->wake_fd == -1 && shm->repl->ready == 0 && shm->repl->sleeping == 0 && shm->repl->snapshot_req == 0,
+       "no wake fd yet, not ready, not sleeping, no snapshot asked for");
 
     order[0] = (char *)shm->lock, len[0] = lock_size();
     order[1] = (char *)shm->rcu, len[1] = rcu_size();
     order[2] = (char *)shm->clock, len[2] = clock_size();
     order[3] = (char *)shm->view, len[3] = view_size();
-    order[4] = (char *)shm->table, len[4] = table_size();
-    order[5] = (char *)shm->rlog, len[5] = rlog_size(params.memory / 8);
-    order[6] = (char *)shm->arena, len[6] = sizeof(struct arena_sh);
+    order[4] = (char *)shm->repl, len[4] = repl_size();
+    order[5] = (char *)shm->table, len[5] = table_size();
+    order[6] = (char *)shm->rlog, len[6] = rlog_size(params.memory / 8);
+    order[7] = (char *)shm->arena, len[7] = sizeof(struct arena_sh);
     ok(order[0] >= (char *)(shm + 1), "regions start after the header");
-    for (i = 0; i < 7; ++i) {
+    for (i = 0; i < 8; ++i) {
         ordered &= inside(shm, order[i], len[i]) && aligned(order[i]);
         if (i > 0)
             ordered &= order[i] >= order[i - 1] + len[i - 1];
     }
-    ok(ordered, "lock, rcu, clock, view, table, rlog, arena: in order, inside, aligned, disjoint");
-    ok(inside(shm, shm->rlog->ring, shm->rlog->size) && shm->rlog->ring >= order[5] + sizeof(struct rlog_sh),
+    ok(ordered, "lock, rcu, clock, view, repl, table, rlog, arena: in order, inside, aligned, disjoint");
+    ok(inside(shm, shm->rlog->ring, shm->rlog->size) && shm->rlog->ring >= order[6] + sizeof(struct rlog_sh),
        "rlog ring inside the rlog region");
     is_int(shm->rlog->size, params.memory / 8, "rlog ring defaults to memory / 8");
     is_int(shm->arena->end - shm->arena->base, params.memory - shm_overhead(&params),
@@ -166,10 +169,11 @@ static void test_guards(void)
     ok(write_faults((char *)shm->stats + stats_size()), "a write just past the stats region faults (SIGSEGV)");
     ok(write_faults((char *)shm->rlog + rlog_size(params.memory / 8)), "a write just past the rlog ring faults");
     ok(write_faults((char *)shm->rcu + rcu_size()), "a write just past the rcu region faults");
+    ok(write_faults((char *)shm->repl + repl_size()), "a write just past the repl region faults");
     ok(write_faults(shm->arena->end), "a write just past the arena (the end of the mapping) faults");
     ok(write_faults(guard_after(shm->clock, clock_size())) && write_faults(guard_after(shm->view, view_size())) &&
-         write_faults(guard_after(shm, sizeof(*shm))),
-       "the page after the clock, view and header regions is a guard");
+         write_faults(guard_after(shm->repl, repl_size())) && write_faults(guard_after(shm, sizeof(*shm))),
+       "the page after the clock, view, repl and header regions is a guard");
     clock_gap = (size_t)(guard_after(shm->clock, clock_size()) - ((char *)shm->clock + clock_size()));
     ok(clock_gap < 64, "the clock region ends within a cache line of its guard (%zu bytes)", clock_gap);
     ok(!write_faults((char *)shm->clock + clock_size() - 1) && !write_faults(shm->arena->end - 1),
@@ -219,7 +223,7 @@ static void test_guards(void)
 
 int main(void)
 {
-    plan(36);
+    plan(37);
     test_layout();
     test_errors();
     test_guards();

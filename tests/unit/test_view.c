@@ -1,7 +1,7 @@
 /*
  * test_view.c - unit tests for the view table (shm/view.c): add, remove,
- * re-add into the same row, list, find, contains, a full table, state
- * names, lock-free view_list() readers in another process racing a
+ * re-add into the same row, the row an address gets, list, find,
+ * contains, a full table, lock-free view_list() readers in another process racing a
  * writer that keeps changing membership, and a writer killed inside its
  * seqlock write section: readers stall a bounded time once per read, and
  * view_recover_sh() closes the section.
@@ -24,12 +24,12 @@ static void test_basic(void)
 {
     char out[VIEW_MAX][ADDR_MAX];
     uint64_t v0;
+    int fresh;
 
     view_init(view);
-    is_int(view_add_sh(view, "10.0.0.1:8090", PEER_SELF), 1, "add A");
-    is_int(view_add_sh(view, "10.0.0.1:8090", PEER_ACTIVE), 0, "adding A again: already in the view");
-    is_int(view_add_sh(view, "10.0.0.2:8090", PEER_JOINING), 1, "add B");
-    is_int(view->m[1].state, PEER_JOINING, "B's row holds its state");
+    is_int(view_add_sh(view, "10.0.0.1:8090"), 1, "add A");
+    is_int(view_add_sh(view, "10.0.0.1:8090"), 0, "adding A again: already in the view");
+    is_int(view_add_sh(view, "10.0.0.2:8090"), 1, "add B");
     ok(view_contains(view, "10.0.0.1:8090") && view_contains(view, "10.0.0.2:8090"), "both contained");
     ok(!view_contains(view, "10.0.0.3:8090"), "C is not");
     ok(view_find(view, "10.0.0.1:8090") == 0 && view_find(view, "10.0.0.2:8090") == 1, "find gives row indexes");
@@ -46,39 +46,32 @@ static void test_basic(void)
     is_int(view_list(view, out, VIEW_MAX), 1, "list has one member");
     ok(strcmp(out[0], "10.0.0.2:8090") == 0, "B");
 
-    view->m[0].acked[3] = 77;
-    is_int(view_add_sh(view, "10.0.0.1:8090", PEER_ACTIVE), 1, "re-add A");
+    ok(view_row_sh(view, "10.0.0.1:8090", &fresh) == 0 && !fresh, "A would come back to its row 0");
+    ok(view_row_sh(view, "10.0.0.2:8090", &fresh) == 1 && !fresh, "B, in the view, has row 1");
+    ok(view_row_sh(view, "10.0.0.3:8090", &fresh) == 2 && fresh, "C would get the next unused row");
+    ok(view_row_sh(view, "255.255.255.255:65535000", &fresh) == -1 && !fresh, "an over-long address gets none");
+    is_int(view_add_sh(view, "10.0.0.1:8090"), 1, "re-add A");
     ok(view_find(view, "10.0.0.1:8090") == 0 && view->n == 2, "A is back in its old row, no new row taken");
-    ok(view->m[0].state == PEER_ACTIVE && view->m[0].acked[3] == 77, "with the new state and its acked clock kept");
-    ok(view_add_sh(view, "255.255.255.255:65535000", PEER_ACTIVE) == -1, "an over-long address is refused");
+    ok(view_add_sh(view, "255.255.255.255:65535000") == -1, "an over-long address is refused");
 }
 
 static void test_full(void)
 {
     char addr[ADDR_MAX];
-    int i, all = 1;
+    int i, fresh, all = 1;
 
     view_init(view);
     for (i = 0; i < VIEW_MAX; ++i) {
         snprintf(addr, sizeof(addr), "10.0.1.%d:8090", i);
-        all &= view_add_sh(view, addr, PEER_ACTIVE) == 1;
+        all &= view_add_sh(view, addr) == 1;
     }
     ok(all && view->n == VIEW_MAX, "the table fills to VIEW_MAX");
-    is_int(view_add_sh(view, "10.0.2.1:8090", PEER_ACTIVE), -1, "a full table refuses a new address");
+    is_int(view_add_sh(view, "10.0.2.1:8090"), -1, "a full table refuses a new address");
+    ok(view_row_sh(view, "10.0.2.1:8090", &fresh) == -1 && view_row_sh(view, "10.0.1.5:8090", &fresh) == 5 && !fresh,
+       "and has no row for it, but one for a known address");
     is_int(view_remove_sh(view, "10.0.1.5:8090"), 1, "removing frees no row...");
-    is_int(view_add_sh(view, "10.0.2.1:8090", PEER_ACTIVE), -1, "...so a new address still does not fit");
-    is_int(view_add_sh(view, "10.0.1.5:8090", PEER_ACTIVE), 1, "but a known address comes back");
-}
-
-static void test_names(void)
-{
-    ok(strcmp(peer_state_name(PEER_JOINING), "joining") == 0 && strcmp(peer_state_name(PEER_ACTIVE), "active") == 0 &&
-         strcmp(peer_state_name(PEER_SUSPECT), "suspect") == 0 &&
-         strcmp(peer_state_name(PEER_EVICTED), "evicted") == 0 &&
-         strcmp(peer_state_name(PEER_PROBING), "probing") == 0 && strcmp(peer_state_name(PEER_SELF), "self") == 0,
-       "every state has its name");
-    ok(strcmp(peer_state_name(99), "unknown") == 0 && strcmp(peer_state_name(-1), "unknown") == 0,
-       "out of range: unknown");
+    is_int(view_add_sh(view, "10.0.2.1:8090"), -1, "...so a new address still does not fit");
+    is_int(view_add_sh(view, "10.0.1.5:8090"), 1, "but a known address comes back");
 }
 
 /* A writer flips membership while a reader in another process lists:
@@ -91,13 +84,13 @@ static void test_concurrent(void)
     pid_t pid;
 
     view_init(view);
-    view_add_sh(view, "10.0.0.1:8090", PEER_SELF);
+    view_add_sh(view, "10.0.0.1:8090");
     if ((pid = fork()) == 0) {
         for (k = 0; k < 200000; ++k) {
             i = k % 16;
             snprintf(addr, sizeof(addr), "10.0.3.%d:%d", i, 8000 + i);
             if (k % 32 < 16)
-                view_add_sh(view, addr, PEER_ACTIVE);
+                view_add_sh(view, addr);
             else
                 view_remove_sh(view, addr);
         }
@@ -134,7 +127,7 @@ static int kill_inside_write_section(uint32_t n0)
         if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
             _exit(2);
         raise(SIGSTOP);
-        view_add_sh(view, ADDR_NEW, PEER_ACTIVE);
+        view_add_sh(view, ADDR_NEW);
         _exit(0);
     }
     waitpid(pid, &status, 0);
@@ -151,7 +144,7 @@ static int kill_inside_write_section(uint32_t n0)
         return 1;
     printf("# no ptrace: building the torn state by hand\n");
     view_init(view);
-    view_add_sh(view, "10.0.0.1:8090", PEER_SELF);
+    view_add_sh(view, "10.0.0.1:8090");
     view->seq++;
     strcpy(view->m[n0].addr, ADDR_NEW);
     view->m[n0].used = view->m[n0].in_view = 1;
@@ -166,7 +159,7 @@ static void test_dead_writer(void)
     int i, reads = 0, good = 1;
 
     view_init(view);
-    view_add_sh(view, "10.0.0.1:8090", PEER_SELF);
+    view_add_sh(view, "10.0.0.1:8090");
     version0 = view->version;
     stalls0 = view->stalls;
     if (kill_inside_write_section(1))
@@ -185,20 +178,18 @@ static void test_dead_writer(void)
     good = view_list(view, out, VIEW_MAX) == 2 && view_contains(view, ADDR_NEW);
     ok(good && view->stalls == stalls0, "readers no longer stall");
     is_int(view_recover_sh(view), 0, "a closed section is left alone");
-    ok(view_add_sh(view, "10.0.5.6:8090", PEER_ACTIVE) == 1 && view->seq % 2 == 0 && view->n == 3,
-       "the next writer works");
+    ok(view_add_sh(view, "10.0.5.6:8090") == 1 && view->seq % 2 == 0 && view->n == 3, "the next writer works");
 }
 
 int main(void)
 {
-    plan(39);
+    plan(40);
     view = mmap(NULL, sizeof(*view), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (view == MAP_FAILED)
         abort();
     ok(view_size() >= sizeof(struct view_sh), "view_size covers the struct");
     test_basic();
     test_full();
-    test_names();
     test_concurrent();
     test_dead_writer();
     munmap(view, sizeof(*view));
