@@ -46,8 +46,10 @@ for life in range(2):
 cur = stamp_of(meta, B.addr)
 ok(1 <= len(cur) <= 2, "B's metadata names its life (and the one before, not folded yet)", repr(meta))
 cur = max(cur)
-ok(wait_until(lambda: metrics(A).get("kvsd_incarnations_folded_total", 0) >= 2, 5),
-   "A folded B's two earlier lives", repr(metrics(A)))
+# B's first life may die before A ever hears from it; the second one's
+# write reached A, so A knew it and must fold it
+ok(wait_until(lambda: metrics(A).get("kvsd_incarnations_folded_total", 0) >= 1, 5),
+   "A folded B's earlier lives", repr(metrics(A)))
 ok(wait_until(lambda: inc_count(A) == 4, 5), "A's table holds A, B, C and B's floor (4 rows)",
    repr(inc_count(A)))
 before = inc_count(A)
