@@ -219,8 +219,19 @@ static int metrics(struct http_env *env, h2o_req_t *req)
     return 0;
 }
 
+static int is_ops_path(const char *path, size_t len)
+{
+    return (len == 7 && memcmp(path, "/health", 7) == 0) || (len == 6 && memcmp(path, "/ready", 6) == 0) ||
+           (len == 8 && memcmp(path, "/metrics", 8) == 0);
+}
+
 int http_health(struct http_env *env, h2o_req_t *req, const char *path, size_t len)
 {
+    /* read-only routes: like /view and /kvs/, another method is a 405 */
+    if (is_ops_path(path, len) && !METHOD(req, "GET") && !METHOD(req, "HEAD")) {
+        http_send_lit(req, 405, "{\"error\": \"Method not allowed\"}");
+        return 0;
+    }
     if (len == 7 && memcmp(path, "/health", 7) == 0) {
         http_send_lit(req, 200, "{\"status\": \"ok\"}");
         return 0;

@@ -26,6 +26,10 @@ int main(int argc, char **argv)
         printf("kvsd %s\n", PACKAGE_VERSION);
         return 0;
     }
+    if (config_check_system(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kvsd: %s\n", err);
+        return EX_CONFIG_;
+    }
     if (cfg.check_only) {
         printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n",
                cfg.address,
@@ -42,5 +46,15 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     log_init(cfg.log_level, cfg.log_format, cfg.log_file);
+    {
+        unsigned long long limit;
+        if (!config_raise_nofile(&cfg, &limit))
+            log_warn("the open-files limit is %llu, below --max-connections %u + %d that each worker needs: a worker "
+                     "refuses connections beyond about %llu; raise it (LimitNOFILE=, ulimit -n)",
+                     limit,
+                     cfg.max_connections,
+                     CONFIG_FD_RESERVE,
+                     limit > CONFIG_FD_RESERVE ? limit - CONFIG_FD_RESERVE : 0);
+    }
     return master_main(&cfg);
 }
