@@ -31,8 +31,10 @@ int main(int argc, char **argv)
         return EX_CONFIG_;
     }
     if (cfg.check_only) {
-        printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n",
+        /* docker/entrypoint.sh takes the listen address from this line */
+        printf("kvsd: configuration OK: %s, listen %s, view of %zu, %d workers, %zu MiB\n",
                cfg.address,
+               cfg.listen,
                cfg.nview,
                cfg.workers,
                cfg.memory >> 20);
