@@ -339,7 +339,9 @@ static int parse_switch(struct config *cfg, const struct config_option *opt, con
         *dst = 1;
         return 0;
     }
-    if (parse_enum(val, on, &i) == 0)
+    if (opt->offset == FIELD(access_log) && strcmp(val, "all") == 0)
+        *dst = ACCESS_LOG_ALL;
+    else if (parse_enum(val, on, &i) == 0)
         *dst = 1;
     else if (parse_enum(val, off, &i) == 0)
         *dst = 0;
@@ -489,7 +491,14 @@ const struct config_option config_options[] = {
       "log to PATH instead of stderr (reopened on SIGHUP)",
       parse_string,
       FIELD(log_file) },
-    { "access-log", 0, "KVSD_ACCESS_LOG", NULL, NULL, "log every request", parse_switch, FIELD(access_log) },
+    { "access-log",
+      0,
+      "KVSD_ACCESS_LOG",
+      NULL,
+      NULL,
+      "log every request but /internal/ ones (=all: those too)",
+      parse_switch,
+      FIELD(access_log) },
     { "check", 'n', NULL, NULL, NULL, "check the configuration and exit", parse_switch, FIELD(check_only) },
     { "version", 'V', NULL, NULL, NULL, "print the version and exit", parse_switch, FIELD(show_version) },
     { "help", 'h', NULL, NULL, NULL, "print this help and exit", parse_switch, FIELD(show_help) },
@@ -595,6 +604,16 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
                 return -1;
             }
             val = argv[++a];
+        } else if (opt->offset == FIELD(access_log)) {
+            /* the one switch with a value: --access-log=all, --access-log all */
+            if (val == NULL && a + 1 < argc && strcmp(argv[a + 1], "all") == 0)
+                val = argv[++a];
+            if (val != NULL && strcmp(val, "all") != 0) {
+                snprintf(err, errlen, "invalid --access-log=%s: expected --access-log or --access-log=all", val);
+                return -1;
+            }
+            cfg->access_log = val != NULL ? ACCESS_LOG_ALL : ACCESS_LOG_ON;
+            continue;
         } else if (opt->metavar == NULL && val != NULL) {
             snprintf(err, errlen, "option --%s takes no value", opt->flag);
             return -1;

@@ -16,6 +16,9 @@
 
 #define EX_CONFIG_ 78 /* sysexits.h EX_CONFIG */
 
+/* --access-log: off, every request but /internal/ ones, or all */
+enum { ACCESS_LOG_OFF = 0, ACCESS_LOG_ON, ACCESS_LOG_ALL };
+
 /* Every worker and the replicator own one of the SHM_MAX_PROCS process
  * slots (RCU reader slot, stats slot, the master's child table). */
 #define WORKERS_MAX (SHM_MAX_PROCS - 1)
@@ -42,7 +45,8 @@ struct config {
     unsigned request_timeout_ms;
     unsigned max_connections;
     char cluster_key[128];
-    int check_only;   /* -n */
+    double start_time; /* when the master started, Unix seconds (main.c) */
+    int check_only;    /* -n */
     int show_help;    /* --help */
     int show_version; /* --version */
 };

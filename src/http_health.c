@@ -140,6 +140,14 @@ static int metrics(struct http_env *env, h2o_req_t *req)
 
     o.p = h2o_mem_alloc_pool(&req->pool, o.cap);
     stats_sum(shm->stats, sum);
+    head(&o, "kvsd_build_info", "gauge", "Always 1; the version of kvsd serving.");
+    put(&o, "kvsd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+    SCALAR(&o,
+           "process_start_time_seconds",
+           "gauge",
+           "Start time of the replica (its master process), Unix seconds.",
+           "%.3f",
+           env->cfg->start_time);
     SCALAR(
       &o, "kvsd_ready", "gauge", "1 once joined and caught up.", "%u", __atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE));
     SCALAR(&o, "kvsd_keys", "gauge", "Keys holding a value.", "%" PRIu64, shm->table->nlive);
@@ -210,7 +218,7 @@ static int metrics(struct http_env *env, h2o_req_t *req)
     SCALAR(&o,
            "kvsd_writes_lost_total",
            "counter",
-           "Writes clients saw that crashed with their replica before any other got them.",
+           "Writes clients saw that were lost: their replica stopped or crashed before any other got them.",
            "%" PRIu64,
            writes_lost(shm) + sum->writes_lost_freed);
     requests(&o, sum);

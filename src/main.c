@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
@@ -48,6 +49,11 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     log_init(cfg.log_level, cfg.log_format, cfg.log_file);
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        cfg.start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    }
     {
         unsigned long long limit;
         if (!config_raise_nofile(&cfg, &limit))

@@ -4,11 +4,18 @@ the user set (flag or variable) and show ranges as the user writes them,
 -n opens the log file and checks --memory against the system, 0.0.0.0 is
 refused as --address, bundled short options, POST /health -> 405, the
 open-files limit is raised at startup (with a warning when it cannot be).
+Logs and metrics: access-log lines with fields and latency, /internal/
+left out unless --access-log=all, logfmt/JSON fields, kvsd_build_info and
+process_start_time_seconds.
 Addresses: 127.0.0.200 (runs), 127.0.0.201 (kvsd -n and refused starts;
-nothing listens)."""
+nothing listens), 127.0.0.202-203 (a pair whose heartbeats feed the access
+log)."""
 
+import json
 import os
+import re
 import resource
+import time
 
 from kvstest import (Replica, run_kvsd, request, ok, is_, done, diag, wait_until, tmpdir,
                      EX_CONFIG)
@@ -103,4 +110,73 @@ else:
            r.log_tail(5))
         is_(soft_limit(r.workers_list()[0][0]), hard, "the soft limit is raised to the hard limit")
         is_(r.stop(), 0, "stopped")
+# -- access log: fields, latency, /internal/ only when asked ---------------
+def access_lines(r):
+    return [l for l in r.log_text().splitlines() if 'msg="access"' in l or '"msg":"access"' in l]
+
+
+def heartbeats_seen(r, n):
+    """r has answered at least n /internal/ requests (from /metrics)."""
+    g = request(r, "GET", "/metrics")
+    m = re.findall(r'kvsd_requests_total\{route="internal",status="200"\} (\d+)', g.raw.decode())
+    return m and int(m[0]) >= n
+
+
+for mode, want_internal in (("--access-log", False), ("--access-log=all", True)):
+    pair = [Replica(ip, view=["127.0.0.202", "127.0.0.203"], workers=1, extra_args=[mode])
+            for ip in ("127.0.0.202", "127.0.0.203")]
+    for r in pair:
+        r.wait_ready(15)
+    A = pair[0]
+    request(A, "PUT", "/kvs/logged", body={"value": 1, "causal-metadata": None})
+    ok(wait_until(lambda: heartbeats_seen(A, 10), 10), "%s: A answered 10 peer requests" % mode)
+    lines = access_lines(A)
+    put = [l for l in lines if "path=/kvs/logged" in l]
+    ok(len(put) == 1 and re.search(r" client=127\.0\.0\.100 method=PUT path=/kvs/logged status=201 bytes=\d+ "
+                                   r"duration_ms=\d+\.\d{3}$", put[0]),
+       "%s: the PUT is one logfmt line with client, method, path, status, bytes, duration_ms" % mode,
+       "\n".join(lines[-5:]))
+    internal = [l for l in lines if "path=/internal/" in l]
+    if want_internal:
+        ok(len(internal) >= 10, "%s: the peer's /internal/ requests are logged (%d lines)" % (mode, len(internal)))
+    else:
+        ok(internal == [] and len(lines) >= 1, "%s: no /internal/ line among %d access lines" % (mode, len(lines)),
+           "\n".join(internal[:5]))
+    if not want_internal:
+        peerlines = [l for l in A.log_text().splitlines() if "127.0.0.203:8090" in l and "access" not in l]
+        ok(peerlines and all(re.search(r'msg="[^"]*" .*\bpeer=127\.0\.0\.203:8090\b', l) and
+                             'msg="peer=' not in l for l in peerlines),
+           "A's lines about its peer carry peer=127.0.0.203:8090 as a field, not inside msg",
+           "\n".join(peerlines[:5]))
+    for r in pair:
+        is_(r.stop(), 0, "%s: %s stopped" % (mode, r.ip))
+
+# JSON: the same fields, typed
+r = Replica("127.0.0.200", workers=1, extra_args=["--access-log", "--log-format", "json"]).wait_ready(10)
+request(r, "GET", "/kvs/nothing-here")
+ok(wait_until(lambda: any('"path":"/kvs/nothing-here"' in l for l in r.log_text().splitlines()), 3),
+   "json access line written")
+recs = []
+for l in r.log_text().splitlines():
+    try:
+        recs.append(json.loads(l))
+    except ValueError:
+        ok(False, "every json log line parses", l)
+acc = [j for j in recs if j.get("path") == "/kvs/nothing-here"]
+ok(len(acc) == 1 and acc[0].get("msg") == "access" and acc[0].get("status") == 404 and
+   acc[0].get("method") == "GET" and isinstance(acc[0].get("bytes"), int) and
+   isinstance(acc[0].get("duration_ms"), (int, float)) and acc[0].get("client") == "127.0.0.100",
+   "json: access fields are JSON fields (status, bytes, duration_ms numbers)", repr(acc))
+
+# -- metrics: build info and start time ------------------------------------
+t_before = time.time()
+g = request(r, "GET", "/metrics").raw.decode()
+m = re.search(r'^kvsd_build_info\{version="([^"]+)"\} 1$', g, re.M)
+ok(m is not None, "kvsd_build_info{version=...} 1", g[:300])
+v = run_kvsd(["--version"]).stdout.split()
+ok(m is not None and v and m.group(1) == v[-1], "... the version --version prints")
+st = re.search(r"^process_start_time_seconds (\d+\.\d+)$", g, re.M)
+ok(st is not None and t_before - 60 < float(st.group(1)) <= t_before, "process_start_time_seconds is the start time",
+   st.group(0) if st else g[:300])
+is_(r.stop(), 0, "json replica stopped")
 done()

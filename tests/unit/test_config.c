@@ -650,9 +650,21 @@ static void test_nofile(void)
        limit);
 }
 
+static void test_access_log(void)
+{
+    clear_env();
+    ok(load(SELF, "--access-log", NULL) == 0 && cfg.access_log == ACCESS_LOG_ON, "--access-log: on, /internal/ left out");
+    ok(load(SELF, "--access-log=all", NULL) == 0 && cfg.access_log == ACCESS_LOG_ALL, "--access-log=all");
+    ok(load(SELF, "--access-log", "all", NULL) == 0 && cfg.access_log == ACCESS_LOG_ALL, "--access-log all");
+    ok(load(SELF, "--access-log=yes", NULL) == -1 && one_line_naming("--access-log"), "--access-log=yes (%s)", err);
+    setenv("KVSD_ACCESS_LOG", "all", 1);
+    ok(load(SELF, NULL) == 0 && cfg.access_log == ACCESS_LOG_ALL, "KVSD_ACCESS_LOG=all");
+    clear_env();
+}
+
 int main(void)
 {
-    plan(75 + 24);
+    plan(75 + 29);
     test_defaults();
     test_env();
     test_spellings();
@@ -669,5 +681,6 @@ int main(void)
     test_bundled();
     test_system();
     test_nofile();
+    test_access_log();
     return done_testing();
 }
