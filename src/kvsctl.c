@@ -85,6 +85,8 @@ static void usage(FILE *fp)
             "  view add ADDR       add IP:PORT to the view\n"
             "  view delete ADDR    remove IP:PORT from the view\n"
             "  status              health, readiness, view and key count\n"
+            "  cluster             every replica of the view: health, readiness, peer state,\n"
+            "                      lag, queued bytes, keys, start time (a table, or -j JSON)\n"
             "  session [clear]     print (or forget) the causal-metadata carried\n"
             "\n"
             "options:\n"
@@ -706,6 +708,167 @@ static int cmd_status(struct opts *o)
     return rc;
 }
 
+/* The line of a labelled sample name{peer="ADDR"...}, or NULL. */
+static const char *peer_sample(const char *text, const char *name, const char *peer)
+{
+    char prefix[512];
+    int n = snprintf(prefix, sizeof(prefix), "%s{peer=\"%s\"", name, peer);
+    const char *p;
+
+    for (p = text; p != NULL && *p != '\0'; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, prefix, (size_t)n) == 0)
+            return p + n;
+    return NULL;
+}
+
+/* GET path on one server (no fallback); the body, or NULL. */
+static char *fetch(const struct opts *o, const char *server, const char *path, int *status)
+{
+    struct response r;
+    int refused;
+
+    *status = 0;
+    if (http_one(server, o->timeout_ms, "GET", path, NULL, 0, &r, &refused) != 0)
+        return NULL;
+    *status = r.status;
+    return r.body;
+}
+
+/* One row of `kvsctl cluster`: what the replica says of itself, and what
+ * the replica we asked (the observer) says of it as a peer. */
+static json_t *cluster_row(const struct opts *o, const char *addr, const char *observer_metrics)
+{
+    json_t *row = json_object();
+    int hs = 0, rs = 0, ms = 0;
+    char *health, *ready, *metrics;
+    const char *p;
+
+    health = fetch(o, addr, "/health", &hs);
+    ready = health ? fetch(o, addr, "/ready", &rs) : NULL;
+    metrics = health ? fetch(o, addr, "/metrics", &ms) : NULL;
+    json_object_set_new(row, "replica", json_string(addr));
+    json_object_set_new(row, "health", json_boolean(health != NULL && hs == 200));
+    json_object_set_new(row, "ready", json_boolean(ready != NULL && rs == 200));
+    json_object_set_new(row,
+                        "keys",
+                        metrics && ms == 200 && metric_value(metrics, "kvsd_keys") >= 0
+                          ? json_integer((json_int_t)metric_value(metrics, "kvsd_keys"))
+                          : json_null());
+    json_object_set_new(row,
+                        "started",
+                        metrics && ms == 200 && metric_value(metrics, "process_start_time_seconds") > 0
+                          ? json_real(metric_value(metrics, "process_start_time_seconds"))
+                          : json_null());
+    /* kvsd_peer_state{peer="A",state="active"} 1 */
+    if (observer_metrics != NULL && (p = peer_sample(observer_metrics, "kvsd_peer_state", addr)) != NULL &&
+        strncmp(p, ",state=\"", 8) == 0) {
+        size_t n = strcspn(p + 8, "\"");
+        json_object_set_new(row, "state", json_stringn(p + 8, n));
+    } else {
+        json_object_set_new(row, "state", json_null());
+    }
+    if (observer_metrics != NULL && (p = peer_sample(observer_metrics, "kvsd_peer_lag_seconds", addr)) != NULL)
+        json_object_set_new(row, "lag_seconds", json_real(strtod(p + 2, NULL)));
+    else
+        json_object_set_new(row, "lag_seconds", json_null());
+    if (observer_metrics != NULL && (p = peer_sample(observer_metrics, "kvsd_peer_queued_bytes", addr)) != NULL)
+        json_object_set_new(row, "queued_bytes", json_integer((json_int_t)strtoull(p + 2, NULL, 10)));
+    else
+        json_object_set_new(row, "queued_bytes", json_null());
+    free(health);
+    free(ready);
+    free(metrics);
+    return row;
+}
+
+static void print_cluster_table(const char *observer, json_t *rows)
+{
+    json_t *row;
+    size_t i;
+
+    printf("%-21s %-7s %-5s %-9s %8s %10s %8s  %s\n", "REPLICA", "HEALTH", "READY", "STATE", "LAG", "QUEUED", "KEYS",
+           "STARTED");
+    json_array_foreach(rows, i, row)
+    {
+        json_t *st = json_object_get(row, "state"), *lag = json_object_get(row, "lag_seconds"),
+               *q = json_object_get(row, "queued_bytes"), *k = json_object_get(row, "keys"),
+               *t = json_object_get(row, "started");
+        char lagb[32] = "-", qb[32] = "-", kb[32] = "-", tb[40] = "-";
+
+        if (json_is_number(lag))
+            snprintf(lagb, sizeof(lagb), "%.3fs", json_number_value(lag));
+        if (json_is_integer(q))
+            snprintf(qb, sizeof(qb), "%lld", (long long)json_integer_value(q));
+        if (json_is_integer(k))
+            snprintf(kb, sizeof(kb), "%lld", (long long)json_integer_value(k));
+        if (json_is_number(t)) {
+            time_t when = (time_t)json_number_value(t);
+            struct tm tm;
+            strftime(tb, sizeof(tb), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&when, &tm));
+        }
+        printf("%-21s %-7s %-5s %-9s %8s %10s %8s  %s\n",
+               json_string_value(json_object_get(row, "replica")),
+               json_is_true(json_object_get(row, "health")) ? "ok" : "down",
+               json_is_true(json_object_get(row, "ready")) ? "yes" : "no",
+               json_is_string(st) ? json_string_value(st) : "-",
+               lagb,
+               qb,
+               kb,
+               tb);
+    }
+    printf("(STATE, LAG and QUEUED as %s sees its peers)\n", observer);
+}
+
+/* `kvsctl cluster`: every replica of the view of the first server that
+ * answers, each asked for its own health, readiness, keys and start time,
+ * plus the peer state, lag and queued bytes the asked replica reports.
+ * Exit 0 if every replica is healthy and ready, 3 if one is down, 4 if
+ * one is not ready. */
+static int cmd_cluster(struct opts *o)
+{
+    struct response view, metrics;
+    json_t *vj, *list, *a, *rows = json_array(), *out;
+    int rc = EXIT_OK;
+    size_t i;
+
+    if ((rc = http(o, "GET", "/view", NULL, &view)) != 0)
+        return rc;
+    vj = json_loads(view.body, 0, NULL);
+    list = json_object_get(vj, "view");
+    if (view.status != 200 || !json_is_array(list)) {
+        rc = fail_status("view", &view, vj);
+        free(view.body);
+        json_decref(vj);
+        json_decref(rows);
+        return rc;
+    }
+    if (http_one(o->server, o->timeout_ms, "GET", "/metrics", NULL, 0, &metrics, &(int){ 0 }) != 0)
+        metrics.body = NULL;
+    json_array_foreach(list, i, a)
+    {
+        json_t *row;
+        if (!json_is_string(a))
+            continue;
+        row = cluster_row(o, json_string_value(a), metrics.body);
+        if (!json_is_true(json_object_get(row, "health")))
+            rc = EXIT_SERVER;
+        else if (!json_is_true(json_object_get(row, "ready")) && rc == EXIT_OK)
+            rc = EXIT_UNAVAILABLE;
+        json_array_append_new(rows, row);
+    }
+    out = json_pack("{ss sO}", "observer", o->server, "replicas", rows);
+    if (o->json)
+        print_json(out);
+    else
+        print_cluster_table(o->server, rows);
+    json_decref(out);
+    json_decref(rows);
+    json_decref(vj);
+    free(view.body);
+    free(metrics.body);
+    return rc;
+}
+
 static int cmd_session(const struct opts *o, const char *op)
 {
     json_t *m;
@@ -906,6 +1069,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(pos[0], "status") == 0)
         return need(npos, 1, 1, "status", "") != 0 ? EXIT_USAGE : cmd_status(&o);
+    if (strcmp(pos[0], "cluster") == 0)
+        return need(npos, 1, 1, "cluster", "") != 0 ? EXIT_USAGE : cmd_cluster(&o);
     if (strcmp(pos[0], "session") == 0) {
         if (need(npos, 1, 2, "session", "[clear]") != 0)
             return EXIT_USAGE;

@@ -4,7 +4,7 @@ than an argument can be), several endpoints (-s a,b / KVSCTL_SERVERS, an
 http:// prefix, the next one on a refused connection or a 503), --retry
 on 503, a session file that cannot be written is an error, usage errors
 that say what was wrong (exit 2), KVSCTL_TIMEOUT validated, --version,
-503 hints.
+503 hints, `kvsctl cluster` (a table, or JSON with -j).
 Addresses: 127.0.0.204, 127.0.0.205 (replicas), 127.0.0.206 and .208 (never
 listens: a refused connection; also named in a fake session), 127.0.0.207
 (a stub HTTP server that answers every request 503)."""
@@ -135,6 +135,28 @@ ok(r[0] == 5 and "session" in r[2], "HOME=/nonexistent (the image's): exit 5, no
 r = ctl("-s", A, "--no-session", "put", "sess", "w")
 is_(r[0], 0, "--no-session: no file, exit 0")
 
-for rep in pair:
-    is_(rep.stop(), 0, "%s stopped" % rep.ip)
+# -- cluster-wide status ------------------------------------------------------
+r = ctl("-s", A, "cluster")
+rows = {l.split()[0]: l.split() for l in r[1].splitlines() if l.startswith("127.")}
+ok(r[0] == 0 and rows.get(A, [None] * 4)[1:4] == ["ok", "yes", "self"] and
+   rows.get(B, [None] * 4)[1:4] == ["ok", "yes", "active"],
+   "cluster: a table with both replicas, healthy, ready, A self and B active", show(r))
+r = ctl("-s", B, "-j", "cluster")
+try:
+    cj = json.loads(r[1])
+except ValueError:
+    cj = {}
+byaddr = {x.get("replica"): x for x in cj.get("replicas", [])}
+ok(r[0] == 0 and cj.get("observer") == B and set(byaddr) == {A, B} and byaddr[A]["state"] == "active" and
+   byaddr[B]["state"] == "self" and isinstance(byaddr[A]["lag_seconds"], float) and
+   isinstance(byaddr[A]["queued_bytes"], int) and isinstance(byaddr[A]["keys"], int) and
+   byaddr[A]["keys"] >= 5 and isinstance(byaddr[A]["started"], float),
+   "cluster -j: JSON rows with state, lag, queued bytes, keys, start time", show(r))
+is_(pair[1].stop(), 0, "B stopped")
+r = ctl("-s", "%s,%s" % (B, A), "-t", "1", "cluster")
+rows = {l.split()[0]: l.split() for l in r[1].splitlines() if l.startswith("127.")}
+ok(r[0] == 3 and rows.get(B, [None] * 3)[1:3] == ["down", "no"] and rows.get(A, [None] * 2)[1] == "ok",
+   "cluster with B down: asked A instead, B's row says down, exit 3", show(r))
+
+is_(pair[0].stop(), 0, "A stopped")
 done()

@@ -127,7 +127,7 @@ if os.path.exists(kvsctl):
     man_env = set(re.findall(r"^\.It Ev (KVSCTL_[A-Z_]+)", ctl_page, re.M))
     ok(help_env and help_env == man_env, "kvsctl --help and kvsctl(1) ENVIRONMENT name the same variables",
        "help %s man %s" % (sorted(help_env), sorted(man_env)))
-    help_cmds = set(re.findall(r"^  (get|put|delete|view|status|session)\b", ctl_help, re.M))
+    help_cmds = set(re.findall(r"^  (get|put|delete|view|status|cluster|session)\b", ctl_help, re.M))
     man_cmds = set(re.findall(r"^\.It Cm (\w+)", ctl_page, re.M))
     ok(help_cmds and help_cmds == man_cmds, "the same commands in kvsctl --help and kvsctl(1)",
        "help %s man %s" % (sorted(help_cmds), sorted(man_cmds)))
