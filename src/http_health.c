@@ -93,6 +93,13 @@ static void requests(struct out *o, const struct proc_stats *sum)
     }
 }
 
+/* A row that left the view (in_view 0) keeps its slot for the replicator,
+ * but its series leave /metrics with it. */
+static int listed(const struct view_member *m)
+{
+    return m->used && m->in_view;
+}
+
 static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
 {
     uint32_t i, n = __atomic_load_n(&shm->view->n, __ATOMIC_ACQUIRE);
@@ -100,7 +107,7 @@ static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
     head(o, "kvsd_peer_state", "gauge", "Peer state (1 for the current state).");
     for (i = 0; i < n && i < VIEW_MAX; ++i) {
         const struct view_member *m = &shm->view->m[i];
-        if (m->used)
+        if (listed(m))
             put(o,
                 "kvsd_peer_state{peer=\"%s\",state=\"%s\"} 1\n",
                 m->addr,
@@ -108,12 +115,12 @@ static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
     }
     head(o, "kvsd_peer_queued_bytes", "gauge", "Replication log bytes not yet acknowledged by the peer.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
-        if (shm->view->m[i].used && shm->view->m[i].state != PEER_SELF)
+        if (listed(&shm->view->m[i]) && shm->view->m[i].state != PEER_SELF)
             put(
               o, "kvsd_peer_queued_bytes{peer=\"%s\"} %" PRIu64 "\n", shm->view->m[i].addr, sum->peer_queued_bytes[i]);
     head(o, "kvsd_peer_lag_seconds", "gauge", "Age of the oldest write the peer has not acknowledged.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
-        if (shm->view->m[i].used && shm->view->m[i].state != PEER_SELF)
+        if (listed(&shm->view->m[i]) && shm->view->m[i].state != PEER_SELF)
             put(
               o, "kvsd_peer_lag_seconds{peer=\"%s\"} %.3f\n", shm->view->m[i].addr, (double)sum->peer_lag_ms[i] / 1000);
 }

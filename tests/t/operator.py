@@ -148,6 +148,15 @@ for mode, want_internal in (("--access-log", False), ("--access-log=all", True))
                              'msg="peer=' not in l for l in peerlines),
            "A's lines about its peer carry peer=127.0.0.203:8090 as a field, not inside msg",
            "\n".join(peerlines[:5]))
+    if not want_internal:
+        # a peer removed from the view takes its series with it
+        def series_of_b():
+            return [l for l in request(A, "GET", "/metrics").raw.decode().splitlines()
+                    if 'peer="127.0.0.203:8090"' in l]
+        ok(len(series_of_b()) >= 3, "A's /metrics has B's peer series while B is in the view", repr(series_of_b()))
+        d = request(A, "DELETE", "/view", body={"socket-address": "127.0.0.203:8090"})
+        is_(d.status, 200, "DELETE /view B on A")
+        ok(wait_until(lambda: series_of_b() == [], 3), "B's series leave A's /metrics with it", repr(series_of_b()))
     for r in pair:
         is_(r.stop(), 0, "%s: %s stopped" % (mode, r.ip))
 
