@@ -24,11 +24,14 @@ COPY --from=build /out/ /
 USER kvsd:kvsd
 EXPOSE 8090
 STOPSIGNAL SIGTERM
-# /health answers 200 while the process serves; kvsd listens on 0.0.0.0
-# (the entrypoint's KVSD_LISTEN) unless KVSD_LISTEN names an address.
+# /health answers 200 while the process serves.  The entrypoint writes the
+# address kvsd listens on (flags, environment and its own KVSD_LISTEN
+# default applied) to /tmp/kvsd.listen; without that file, the same
+# derivation from the environment.  0.0.0.0 is reached at 127.0.0.1.
 HEALTHCHECK --interval=5s --timeout=2s --start-period=5s --retries=3 \
-    CMD a="${KVSD_LISTEN:-0.0.0.0:${SOCKET_ADDRESS##*:}}"; h="${a%:*}"; \
-        [ "$h" = 0.0.0.0 ] && h=127.0.0.1; \
+    CMD a=$(cat "${KVSD_LISTEN_FILE:-/tmp/kvsd.listen}" 2>/dev/null) || a=; \
+        [ -n "$a" ] || a="${KVSD_LISTEN:-0.0.0.0:${SOCKET_ADDRESS##*:}}"; \
+        h="${a%:*}"; [ "$h" = 0.0.0.0 ] && h=127.0.0.1; \
         curl -fsS --max-time 2 -o /dev/null "http://$h:${a##*:}/health" || exit 1
 ENTRYPOINT ["/usr/bin/kvsd-entrypoint"]
 CMD []

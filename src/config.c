@@ -10,16 +10,34 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 
 #define FIELD(f) offsetof(struct config, f)
+
+/* Where the value being parsed came from, as the user wrote it: "--memory"
+ * for a flag, "KVSD_MEMORY" for the environment.  Error messages name it,
+ * so an operator who set an environment variable is not told about a flag
+ * they never typed (and the reverse).  config_load() sets it. */
+static char source[48];
+
+static void set_source(const struct config_option *opt, int from_env)
+{
+    if (from_env)
+        snprintf(source, sizeof(source), "%s", opt->env);
+    else
+        snprintf(source, sizeof(source), "--%s", opt->flag);
+}
 
 int config_parse_addr(const char *s, size_t len, char out[ADDR_MAX])
 {
@@ -55,7 +73,18 @@ static int parse_addr(struct config *cfg, const struct config_option *opt, const
         return 0;
     }
     if (config_parse_addr(val, strlen(val), dst) != 0) {
-        snprintf(err, errlen, "invalid %s '%s': expected IP:PORT", opt->env ? opt->env : opt->flag, val);
+        snprintf(err, errlen, "invalid %s '%s': expected IP:PORT", source, val);
+        return -1;
+    }
+    /* --listen may be the wildcard; the address is what peers and
+     * clients connect to, and nobody can connect to 0.0.0.0 */
+    if (opt->offset == FIELD(address) && strncmp(dst, "0.0.0.0:", 8) == 0) {
+        snprintf(err,
+                 errlen,
+                 "invalid %s '%s': peers cannot reach 0.0.0.0; give this host's IP (--listen 0.0.0.0:PORT binds "
+                 "every interface)",
+                 source,
+                 val);
         return -1;
     }
     return 0;
@@ -79,7 +108,11 @@ static int parse_view(struct config *cfg, const struct config_option *opt, const
         while (len > 0 && isspace((unsigned char)p[len - 1]))
             --len;
         if (config_parse_addr(p, len, addr) != 0) {
-            snprintf(err, errlen, "invalid VIEW entry '%.*s': expected IP:PORT", (int)len, p);
+            snprintf(err, errlen, "invalid %s entry '%.*s': expected IP:PORT", source, (int)len, p);
+            return -1;
+        }
+        if (strncmp(addr, "0.0.0.0:", 8) == 0) {
+            snprintf(err, errlen, "invalid %s entry '%.*s': peers cannot reach 0.0.0.0", source, (int)len, p);
             return -1;
         }
         for (i = 0; i != cfg->nview; ++i)
@@ -87,7 +120,7 @@ static int parse_view(struct config *cfg, const struct config_option *opt, const
                 break;
         if (i == cfg->nview) {
             if (cfg->nview == VIEW_MAX) {
-                snprintf(err, errlen, "VIEW names more than %d replicas", VIEW_MAX);
+                snprintf(err, errlen, "%s names more than %d replicas", source, VIEW_MAX);
                 return -1;
             }
             strcpy(cfg->view[cfg->nview++], addr);
@@ -99,7 +132,7 @@ static int parse_view(struct config *cfg, const struct config_option *opt, const
     return 0;
 }
 
-/* Parses an unsigned number with an optional K/M/G suffix (powers of two)
+/* Parses an unsigned number with an optional K/M/G/T suffix (powers of two)
  * or, for durations, "ms"/"s". */
 static int parse_number(const char *val, int duration, unsigned long long *out)
 {
@@ -133,6 +166,9 @@ static int parse_number(const char *val, int duration, unsigned long long *out)
         case 'G':
             shift = 30;
             break;
+        case 'T':
+            shift = 40;
+            break;
         default:
             return -1;
         }
@@ -159,6 +195,29 @@ static const struct range ranges[] = {
     { "causal-wait", 0, 10000 },     { "request-timeout", 100, 3600000 }, { "max-connections", 1, 1000000 },
 };
 
+/* n the way a user writes it: sizes with the largest K/M/G/T suffix that
+ * divides them (8M, 1T), durations in s or ms (10ms, 600s), counts plain. */
+static const char *human(unsigned long long n, int kind, char *buf, size_t cap)
+{
+    static const char suffix[] = "KMGT";
+    int i;
+
+    if (kind == 1) {
+        if (n != 0 && n % 1000 == 0)
+            snprintf(buf, cap, "%llus", n / 1000);
+        else
+            snprintf(buf, cap, "%llums", n);
+        return buf;
+    }
+    for (i = 3; kind == 2 && i >= 0 && n != 0; --i)
+        if (n % (1ULL << (10 * (i + 1))) == 0) {
+            snprintf(buf, cap, "%llu%c", n >> (10 * (i + 1)), suffix[i]);
+            return buf;
+        }
+    snprintf(buf, cap, "%llu", n);
+    return buf;
+}
+
 static int parse_unsigned(struct config *cfg,
                           const struct config_option *opt,
                           const char *val,
@@ -169,6 +228,9 @@ static int parse_unsigned(struct config *cfg,
     unsigned long long n, min = 0, max = ULLONG_MAX;
     size_t i;
     void *dst = (char *)cfg + opt->offset;
+    int count = opt->offset == FIELD(workers) || opt->offset == FIELD(max_connections);
+    int kind = duration ? 1 : count ? 0 : 2;
+    char lo[32], hi[32];
 
     for (i = 0; i != sizeof(ranges) / sizeof(ranges[0]); ++i)
         if (strcmp(ranges[i].flag, opt->flag) == 0)
@@ -176,12 +238,14 @@ static int parse_unsigned(struct config *cfg,
     if (parse_number(val, duration, &n) != 0 || n < min || n > max) {
         snprintf(err,
                  errlen,
-                 "invalid --%s '%s': expected %s from %llu to %llu",
-                 opt->flag,
+                 "invalid %s '%s': expected %s from %s to %s",
+                 source,
                  val,
-                 duration ? "milliseconds (or Ns)" : "a number (K/M/G suffix allowed)",
-                 min,
-                 max);
+                 duration ? "a duration (ms, or Ns)"
+                 : count  ? "a number"
+                          : "a size (K/M/G/T suffix allowed)",
+                 human(min, kind, lo, sizeof(lo)),
+                 human(max, kind, hi, sizeof(hi)));
         return -1;
     }
     if (opt->offset == FIELD(workers))
@@ -231,7 +295,7 @@ static int parse_log_level(struct config *cfg,
                            size_t errlen)
 {
     if (parse_enum(val, log_level_names, &cfg->log_level) != 0) {
-        snprintf(err, errlen, "invalid --log-level '%s': expected error, warn, info or debug", val);
+        snprintf(err, errlen, "invalid %s '%s': expected error, warn, info or debug", source, val);
         return -1;
     }
     return 0;
@@ -244,7 +308,7 @@ static int parse_log_format(struct config *cfg,
                             size_t errlen)
 {
     if (parse_enum(val, log_format_names, &cfg->log_format) != 0) {
-        snprintf(err, errlen, "invalid --log-format '%s': expected logfmt, text or json", val);
+        snprintf(err, errlen, "invalid %s '%s': expected logfmt, text or json", source, val);
         return -1;
     }
     return 0;
@@ -256,7 +320,7 @@ static int parse_string(struct config *cfg, const struct config_option *opt, con
     size_t cap = opt->offset == FIELD(log_file) ? sizeof(cfg->log_file) : sizeof(cfg->cluster_key);
 
     if (strlen(val) >= cap) {
-        snprintf(err, errlen, "--%s is longer than %zu bytes", opt->flag, cap - 1);
+        snprintf(err, errlen, "%s is longer than %zu bytes", source, cap - 1);
         return -1;
     }
     strcpy(dst, val);
@@ -275,12 +339,14 @@ static int parse_switch(struct config *cfg, const struct config_option *opt, con
         *dst = 1;
         return 0;
     }
-    if (parse_enum(val, on, &i) == 0)
+    if (opt->offset == FIELD(access_log) && strcmp(val, "all") == 0)
+        *dst = ACCESS_LOG_ALL;
+    else if (parse_enum(val, on, &i) == 0)
         *dst = 1;
     else if (parse_enum(val, off, &i) == 0)
         *dst = 0;
     else {
-        snprintf(err, errlen, "invalid %s '%s': expected 1 or 0", opt->env ? opt->env : opt->flag, val);
+        snprintf(err, errlen, "invalid %s '%s': expected 1 or 0 (or yes/no, true/false, on/off)", source, val);
         return -1;
     }
     return 0;
@@ -425,44 +491,78 @@ const struct config_option config_options[] = {
       "log to PATH instead of stderr (reopened on SIGHUP)",
       parse_string,
       FIELD(log_file) },
-    { "access-log", 0, "KVSD_ACCESS_LOG", NULL, NULL, "log every request", parse_switch, FIELD(access_log) },
+    { "access-log",
+      0,
+      "KVSD_ACCESS_LOG",
+      NULL,
+      NULL,
+      "log every request but /internal/ ones (=all: those too)",
+      parse_switch,
+      FIELD(access_log) },
     { "check", 'n', NULL, NULL, NULL, "check the configuration and exit", parse_switch, FIELD(check_only) },
     { "version", 'V', NULL, NULL, NULL, "print the version and exit", parse_switch, FIELD(show_version) },
     { "help", 'h', NULL, NULL, NULL, "print this help and exit", parse_switch, FIELD(show_help) },
 };
 const size_t config_noptions = sizeof(config_options) / sizeof(config_options[0]);
 
-static const struct config_option *find_option(const char *arg, const char **inline_val)
+static const struct config_option *find_short(char c)
 {
-    size_t i, len;
+    size_t i;
 
-    *inline_val = NULL;
-    if (arg[0] == '-' && arg[1] != '-' && arg[1] != '\0' && arg[2] == '\0') {
-        for (i = 0; i != config_noptions; ++i)
-            if (config_options[i].short_flag == arg[1])
-                return &config_options[i];
-        return NULL;
-    }
-    if (strncmp(arg, "--", 2) != 0)
-        return NULL;
-    arg += 2;
-    len = strcspn(arg, "=");
-    if (arg[len] == '=')
-        *inline_val = arg + len + 1;
+    for (i = 0; i != config_noptions; ++i)
+        if (config_options[i].short_flag == c)
+            return &config_options[i];
+    return NULL;
+}
+
+static const struct config_option *find_long(const char *arg, const char **inline_val)
+{
+    size_t i, len = strcspn(arg, "=");
+
+    *inline_val = arg[len] == '=' ? arg + len + 1 : NULL;
     for (i = 0; i != config_noptions; ++i)
         if (strlen(config_options[i].flag) == len && strncmp(config_options[i].flag, arg, len) == 0)
             return &config_options[i];
     return NULL;
 }
 
-/* A bad value from the environment: say so, since the message names the
- * flag and the operator may never have typed it. */
-static void from_environment(char *err, size_t errlen, const char *env)
+static int apply(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
 {
-    size_t len = strlen(err);
+    set_source(opt, 0);
+    return opt->parse(cfg, opt, opt->metavar == NULL ? NULL : val, err, errlen);
+}
 
-    if (strstr(err, env) == NULL && len < errlen)
-        snprintf(err + len, errlen - len, " (set by %s)", env);
+/* Short options as getopt(3) takes them: bundled switches (-nV), and a
+ * value either attached (-w4, -nw4) or in the next argument (-nw 4).
+ * Returns the index of the last argument used, or -1. */
+static int short_options(struct config *cfg, int argc, char **argv, int a, char *err, size_t errlen)
+{
+    const char *p;
+
+    for (p = argv[a] + 1; *p != '\0'; ++p) {
+        const struct config_option *opt = find_short(*p);
+        const char *val = NULL;
+
+        if (opt == NULL) {
+            snprintf(err, errlen, "unknown option '-%c' in '%s' (see kvsd --help)", *p, argv[a]);
+            return -1;
+        }
+        if (opt->metavar != NULL) {
+            if (p[1] != '\0')
+                val = p + 1;
+            else if (a + 1 < argc)
+                val = argv[++a];
+            else {
+                snprintf(err, errlen, "option -%c (--%s) needs a value", *p, opt->flag);
+                return -1;
+            }
+        }
+        if (apply(cfg, opt, val, err, errlen) != 0)
+            return -1;
+        if (val != NULL)
+            break;
+    }
+    return a;
 }
 
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
@@ -474,6 +574,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
     memset(cfg, 0, sizeof(*cfg));
     for (i = 0; i != config_noptions; ++i) {
         opt = &config_options[i];
+        set_source(opt, 0);
         if (opt->metavar != NULL && opt->parse(cfg, opt, opt->def, err, errlen) != 0)
             return -1;
     }
@@ -482,14 +583,18 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         opt = &config_options[i];
         if (opt->env == NULL || (val = getenv(opt->env)) == NULL)
             continue;
-        if (opt->parse(cfg, opt, val, err, errlen) != 0) {
-            from_environment(err, errlen, opt->env);
+        set_source(opt, 1);
+        if (opt->parse(cfg, opt, val, err, errlen) != 0)
             return -1;
-        }
     }
     for (a = 1; a < argc; ++a) {
         const char *val;
-        if ((opt = find_option(argv[a], &val)) == NULL) {
+        if (argv[a][0] == '-' && argv[a][1] != '-' && argv[a][1] != '\0') {
+            if ((a = short_options(cfg, argc, argv, a, err, errlen)) < 0)
+                return -1;
+            continue;
+        }
+        if (strncmp(argv[a], "--", 2) != 0 || (opt = find_long(argv[a] + 2, &val)) == NULL) {
             snprintf(err, errlen, "unknown option '%s' (see kvsd --help)", argv[a]);
             return -1;
         }
@@ -499,11 +604,21 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
                 return -1;
             }
             val = argv[++a];
+        } else if (opt->offset == FIELD(access_log)) {
+            /* the one switch with a value: --access-log=all, --access-log all */
+            if (val == NULL && a + 1 < argc && strcmp(argv[a + 1], "all") == 0)
+                val = argv[++a];
+            if (val != NULL && strcmp(val, "all") != 0) {
+                snprintf(err, errlen, "invalid --access-log=%s: expected --access-log or --access-log=all", val);
+                return -1;
+            }
+            cfg->access_log = val != NULL ? ACCESS_LOG_ALL : ACCESS_LOG_ON;
+            continue;
         } else if (opt->metavar == NULL && val != NULL) {
             snprintf(err, errlen, "option --%s takes no value", opt->flag);
             return -1;
         }
-        if (opt->parse(cfg, opt, opt->metavar == NULL ? NULL : val, err, errlen) != 0)
+        if (apply(cfg, opt, val, err, errlen) != 0)
             return -1;
     }
     if (cfg->show_help || cfg->show_version)
@@ -536,6 +651,79 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         return -1;
     }
     return 0;
+}
+
+/* The store is one MAP_SHARED anonymous mapping (shm.c): try it, so that
+ * a size the kernel refuses is a configuration error, found by -n too.
+ * Under overcommit the mapping may succeed for any size, so also compare
+ * with RAM + swap: a store larger than that dies of SIGBUS once it fills. */
+static int check_memory(const struct config *cfg, char *err, size_t errlen)
+{
+    struct sysinfo si;
+    unsigned long long total;
+    char want[32];
+    void *map;
+
+    if (sysinfo(&si) == 0) {
+        total = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
+        if (cfg->memory > total) {
+            snprintf(err,
+                     errlen,
+                     "--memory %s is more than this system's memory and swap (%lluM)",
+                     human(cfg->memory, 2, want, sizeof(want)),
+                     total >> 20);
+            return -1;
+        }
+    }
+    map = mmap(NULL, cfg->memory, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        snprintf(err,
+                 errlen,
+                 "--memory %s cannot be mapped: %s",
+                 human(cfg->memory, 2, want, sizeof(want)),
+                 strerror(errno));
+        return -1;
+    }
+    munmap(map, cfg->memory);
+    return 0;
+}
+
+static int check_log_file(const struct config *cfg, char *err, size_t errlen)
+{
+    int fd;
+
+    if (cfg->log_file[0] == '\0')
+        return 0;
+    if ((fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) == -1) {
+        snprintf(err, errlen, "cannot open log file '%s': %s", cfg->log_file, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int config_check_system(const struct config *cfg, char *err, size_t errlen)
+{
+    if (check_log_file(cfg, err, errlen) != 0 || check_memory(cfg, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+int config_raise_nofile(const struct config *cfg, unsigned long long *limit)
+{
+    unsigned long long need = (unsigned long long)cfg->max_connections + CONFIG_FD_RESERVE;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        struct rlimit want = rl;
+        want.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want;
+    }
+    *limit = rl.rlim_cur;
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need;
 }
 
 int config_internal_exposed(const struct config *cfg)

@@ -16,6 +16,9 @@
 
 #define EX_CONFIG_ 78 /* sysexits.h EX_CONFIG */
 
+/* --access-log: off, every request but /internal/ ones, or all */
+enum { ACCESS_LOG_OFF = 0, ACCESS_LOG_ON, ACCESS_LOG_ALL };
+
 /* Every worker and the replicator own one of the SHM_MAX_PROCS process
  * slots (RCU reader slot, stats slot, the master's child table). */
 #define WORKERS_MAX (SHM_MAX_PROCS - 1)
@@ -42,7 +45,8 @@ struct config {
     unsigned request_timeout_ms;
     unsigned max_connections;
     char cluster_key[128];
-    int check_only;   /* -n */
+    double start_time; /* when the master started, Unix seconds (main.c) */
+    int check_only;    /* -n */
     int show_help;    /* --help */
     int show_version; /* --version */
 };
@@ -67,6 +71,21 @@ extern const size_t config_noptions;
  * one-line message in err. */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 void config_usage(FILE *fp);
+
+/* What the configuration needs from this system, checked by -n as well as
+ * at startup: the log file opens, and the store's mapping fits.  Returns 0,
+ * or -1 with a one-line message (a configuration error, exit 78). */
+int config_check_system(const struct config *cfg, char *err, size_t errlen);
+
+/* File descriptors a worker needs besides its client connections:
+ * listening socket, log, eventfd, libh2o's internals, peer connections. */
+#define CONFIG_FD_RESERVE 64
+
+/* Raise the soft RLIMIT_NOFILE toward the hard limit, up to what one
+ * worker needs (--max-connections + CONFIG_FD_RESERVE; the limit is per
+ * process, so every worker has its own).  Children inherit it.  Returns 1
+ * if it fits, 0 if not; *limit is the soft limit now in force. */
+int config_raise_nofile(const struct config *cfg, unsigned long long *limit);
 
 /* 1 if /internal/ can be reached from outside this host without a key:
  * the listen address is not in 127.0.0.0/8 and no --cluster-key is set

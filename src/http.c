@@ -31,22 +31,28 @@ static struct {
     struct timespec start;
 } current;
 
-static void log_access(h2o_req_t *req, int status, size_t len)
+/* One line per request: who, what, the answer and how long it took.
+ * Requests to /internal/ (peers' batches and heartbeats, several a second
+ * per peer) only with --access-log=all. */
+static void log_access(h2o_req_t *req, int status, size_t len, double duration_ms)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
     char host[NI_MAXHOST] = "-";
 
+    if (current.route == ROUTE_INTERNAL && access_log != ACCESS_LOG_ALL)
+        return;
     if ((sslen = req->conn->callbacks->get_peername(req->conn, (void *)&ss)) != 0)
         h2o_socket_getnumerichost((void *)&ss, sslen, host);
-    log_info("access client=%s method=%.*s path=%.*s status=%d bytes=%zu",
+    log_info("access client=%s method=%.*s path=%.*s status=%d bytes=%zu duration_ms=%.3f",
              host,
              (int)req->method.len,
              req->method.base,
              (int)req->path.len,
              req->path.base,
              status,
-             len);
+             len,
+             duration_ms);
 }
 
 static const char *reason(int status)
@@ -91,18 +97,17 @@ void http_send_type(h2o_req_t *req, int status, const char *type, const char *bo
     static h2o_generator_t generator = { NULL, NULL };
     h2o_iovec_t buf = h2o_iovec_init(body, len);
 
-    if (access_log)
-        log_access(req, status, len);
     if (current.env != NULL) {
         struct timespec now;
+        uint64_t us;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        stats_request(
-          current.env->shm->stats,
-          current.env->slot,
-          current.route,
-          status,
-          (uint64_t)((now.tv_sec - current.start.tv_sec) * 1000000 + (now.tv_nsec - current.start.tv_nsec) / 1000));
+        us = (uint64_t)((now.tv_sec - current.start.tv_sec) * 1000000 + (now.tv_nsec - current.start.tv_nsec) / 1000);
+        stats_request(current.env->shm->stats, current.env->slot, current.route, status, us);
+        if (access_log)
+            log_access(req, status, len, (double)us / 1000);
         current.env = NULL;
+    } else if (access_log) {
+        log_access(req, status, len, 0);
     }
     req->res.status = status;
     req->res.reason = reason(status);

@@ -94,6 +94,13 @@ static void requests(struct out *o, const struct proc_stats *sum)
     }
 }
 
+/* A row that left the view (in_view 0) keeps its slot for the replicator,
+ * but its series leave /metrics with it. */
+static int listed(const struct view_member *m)
+{
+    return m->used && m->in_view;
+}
+
 static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
 {
     uint32_t i, n = __atomic_load_n(&shm->view->n, __ATOMIC_ACQUIRE);
@@ -101,7 +108,7 @@ static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
     head(o, "kvsd_peer_state", "gauge", "Peer state (1 for the current state).");
     for (i = 0; i < n && i < VIEW_MAX; ++i) {
         const struct view_member *m = &shm->view->m[i];
-        if (m->used)
+        if (listed(m))
             put(o,
                 "kvsd_peer_state{peer=\"%s\",state=\"%s\"} 1\n",
                 m->addr,
@@ -109,12 +116,12 @@ static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
     }
     head(o, "kvsd_peer_queued_bytes", "gauge", "Replication log bytes not yet acknowledged by the peer.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
-        if (shm->view->m[i].used && shm->repl->peer[i].state != PEER_SELF)
+        if (listed(&shm->view->m[i]) && shm->repl->peer[i].state != PEER_SELF)
             put(
               o, "kvsd_peer_queued_bytes{peer=\"%s\"} %" PRIu64 "\n", shm->view->m[i].addr, sum->peer_queued_bytes[i]);
     head(o, "kvsd_peer_lag_seconds", "gauge", "Age of the oldest write the peer has not acknowledged.");
     for (i = 0; i < n && i < VIEW_MAX; ++i)
-        if (shm->view->m[i].used && shm->repl->peer[i].state != PEER_SELF)
+        if (listed(&shm->view->m[i]) && shm->repl->peer[i].state != PEER_SELF)
             put(
               o, "kvsd_peer_lag_seconds{peer=\"%s\"} %.3f\n", shm->view->m[i].addr, (double)sum->peer_lag_ms[i] / 1000);
 }
@@ -141,12 +148,16 @@ static int metrics(struct http_env *env, h2o_req_t *req)
 
     o.p = h2o_mem_alloc_pool(&req->pool, o.cap);
     stats_sum(shm->stats, sum);
+    head(&o, "kvsd_build_info", "gauge", "Always 1; the version of kvsd serving.");
+    put(&o, "kvsd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
     SCALAR(&o,
-           "kvsd_ready",
+           "process_start_time_seconds",
            "gauge",
-           "1 once joined and caught up.",
-           "%u",
-           __atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE));
+           "Start time of the replica (its master process), Unix seconds.",
+           "%.3f",
+           env->cfg->start_time);
+    SCALAR(
+      &o, "kvsd_ready", "gauge", "1 once joined and caught up.", "%u", __atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE));
     SCALAR(&o, "kvsd_keys", "gauge", "Keys holding a value.", "%" PRIu64, shm->table->nlive);
     SCALAR(&o, "kvsd_tombstones", "gauge", "Deleted keys kept as tombstones.", "%" PRIu64, shm->table->ntomb);
     SCALAR(&o, "kvsd_shm_used_bytes", "gauge", "Arena bytes in use.", "%" PRIu64, shm->arena->used);
@@ -215,7 +226,7 @@ static int metrics(struct http_env *env, h2o_req_t *req)
     SCALAR(&o,
            "kvsd_writes_lost_total",
            "counter",
-           "Writes clients saw that crashed with their replica before any other got them.",
+           "Writes clients saw that were lost: their replica stopped or crashed before any other got them.",
            "%" PRIu64,
            writes_lost(shm) + sum->writes_lost_freed);
     requests(&o, sum);
@@ -224,8 +235,19 @@ static int metrics(struct http_env *env, h2o_req_t *req)
     return 0;
 }
 
+static int is_ops_path(const char *path, size_t len)
+{
+    return (len == 7 && memcmp(path, "/health", 7) == 0) || (len == 6 && memcmp(path, "/ready", 6) == 0) ||
+           (len == 8 && memcmp(path, "/metrics", 8) == 0);
+}
+
 int http_health(struct http_env *env, h2o_req_t *req, const char *path, size_t len)
 {
+    /* read-only routes: like /view and /kvs/, another method is a 405 */
+    if (is_ops_path(path, len) && !METHOD(req, "GET") && !METHOD(req, "HEAD")) {
+        http_send_lit(req, 405, "{\"error\": \"Method not allowed\"}");
+        return 0;
+    }
     if (len == 7 && memcmp(path, "/health", 7) == 0) {
         http_send_lit(req, 200, "{\"status\": \"ok\"}");
         return 0;

@@ -10,8 +10,13 @@
  * kvsctl exits 4).  The client never looks inside the metadata beyond
  * merging {"IP:PORT/stamp": count} objects by taking the larger count.
  *
+ * Several replicas may be named (-s a,b,c): a request goes to the first
+ * that accepts the connection and does not answer 503, so one replica
+ * down, or one behind the session, does not fail the command.
+ *
  * Exit status: 0 success, 1 not found, 2 usage, 3 server error or
- * unreachable, 4 503 (causal dependencies not satisfied / not ready).
+ * unreachable, 4 503 (causal dependencies not satisfied / not ready),
+ * 5 done, but the session file could not be written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,18 +31,24 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { EXIT_OK = 0, EXIT_NOTFOUND = 1, EXIT_USAGE = 2, EXIT_SERVER = 3, EXIT_UNAVAILABLE = 4 };
+enum { EXIT_OK = 0, EXIT_NOTFOUND = 1, EXIT_USAGE = 2, EXIT_SERVER = 3, EXIT_UNAVAILABLE = 4, EXIT_SESSION = 5 };
 
 #define KEY_MAX 50
 #define RESPONSE_MAX (64u << 20)
+#define VALUE_MAX (64u << 20) /* a value read from stdin or a file */
+#define SERVERS_MAX 16
 
 struct opts {
-    const char *server;
+    char servers[SERVERS_MAX][256]; /* HOST:PORT, "http://" and "/" stripped */
+    int nservers;
+    const char *server; /* the one the last request went to */
     const char *session; /* NULL: no session file */
     int json;
     int timeout_ms;
+    int retry_ms; /* keep retrying a 503 (on every server) this long */
 };
 
 struct response {
@@ -62,28 +73,37 @@ static void warnx_(const char *fmt, ...)
 static void usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: kvsctl [-s HOST:PORT] [--json] [-t SECONDS] [--session FILE | --no-session] COMMAND\n"
+            "usage: kvsctl [-s HOST:PORT[,...]] [--json] [-t SECONDS] [-r SECONDS]\n"
+            "              [--session FILE | --no-session] COMMAND\n"
             "\n"
             "commands:\n"
             "  get KEY             print the value of KEY\n"
-            "  put KEY VALUE       set KEY (VALUE is a string, or JSON with --json)\n"
+            "  put KEY VALUE       set KEY (VALUE is a string, or JSON with --json;\n"
+            "                      - reads it from stdin, @FILE from FILE)\n"
             "  delete KEY          delete KEY\n"
             "  view                list the replicas in the view\n"
             "  view add ADDR       add IP:PORT to the view\n"
             "  view delete ADDR    remove IP:PORT from the view\n"
             "  status              health, readiness, view and key count\n"
+            "  cluster             every replica of the view: health, readiness, peer state,\n"
+            "                      lag, queued bytes, keys, start time (a table, or -j JSON)\n"
             "  session [clear]     print (or forget) the causal-metadata carried\n"
             "\n"
             "options:\n"
-            "  -s, --server HOST:PORT  replica to talk to ($KVSCTL_SERVER, default 127.0.0.1:8090)\n"
+            "  -s, --server HOST:PORT[,...]  replicas to talk to, tried in order on a refused\n"
+            "                          connection or a 503 ($KVSCTL_SERVERS or $KVSCTL_SERVER,\n"
+            "                          default 127.0.0.1:8090; an http:// prefix is fine)\n"
             "  -j, --json              VALUE is JSON; print values and results as JSON\n"
             "  -t, --timeout SECONDS   per-request timeout ($KVSCTL_TIMEOUT, default 5)\n"
+            "  -r, --retry SECONDS     retry a 503 for up to SECONDS ($KVSCTL_RETRY, default 0)\n"
             "  --session FILE          session file ($KVSCTL_SESSION)\n"
             "  --no-session            neither read nor write a session file\n"
+            "  -V, --version           print the version\n"
             "  -h, --help              print this help\n"
             "\n"
             "exit status: 0 ok, 1 not found, 2 usage, 3 server error or unreachable,\n"
-            "4 service unavailable (503: causal dependencies not satisfied, not ready)\n");
+            "4 service unavailable (503: causal dependencies not satisfied, not ready),\n"
+            "5 done, but the session file could not be written\n");
 }
 
 /* --- HTTP over a blocking socket --- */
@@ -216,23 +236,33 @@ fail:
     return -1;
 }
 
-/* One request.  Returns 0 with *res filled, or an exit status. */
-static int http(const struct opts *o, const char *method, const char *path, const char *body, struct response *res)
+/* One request to one server.  Returns 0 with *res filled, or an exit
+ * status; *connect_failed tells a connection that never opened. */
+static int http_one(const char *server,
+                    int timeout_ms,
+                    const char *method,
+                    const char *path,
+                    const char *body,
+                    size_t blen,
+                    struct response *res,
+                    int *connect_failed)
 {
-    size_t blen = body ? strlen(body) : 0;
     char head[1024];
     int fd, n;
 
     memset(res, 0, sizeof(*res));
-    if ((fd = connect_to(o->server, o->timeout_ms)) < 0)
+    *connect_failed = 0;
+    if ((fd = connect_to(server, timeout_ms)) < 0) {
+        *connect_failed = fd == -1;
         return fd == -2 ? EXIT_USAGE : EXIT_SERVER;
+    }
     n = snprintf(head,
                  sizeof(head),
                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kvsctl/" PACKAGE_VERSION
                  "\r\nAccept: application/json\r\nConnection: close\r\n",
                  method,
                  path,
-                 o->server);
+                 server);
     if (body != NULL)
         n += snprintf(
           head + n, sizeof(head) - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
@@ -242,14 +272,60 @@ static int http(const struct opts *o, const char *method, const char *path, cons
         warnx_("request line too long");
         return EXIT_USAGE;
     }
-    if (send_all(fd, head, (size_t)n, o->timeout_ms) != 0 || send_all(fd, body ? body : "", blen, o->timeout_ms) != 0 ||
-        recv_response(fd, o->timeout_ms, res) != 0) {
-        warnx_("%s %s on %s: %s", method, path, o->server, strerror(errno));
+    if (send_all(fd, head, (size_t)n, timeout_ms) != 0 || send_all(fd, body ? body : "", blen, timeout_ms) != 0 ||
+        recv_response(fd, timeout_ms, res) != 0) {
+        warnx_("%s %s on %s: %s", method, path, server, strerror(errno));
         close(fd);
         return EXIT_SERVER;
     }
     close(fd);
     return 0;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One request, to the first server that accepts the connection and does
+ * not answer 503; with --retry, rounds over all servers until one does or
+ * the time is up.  A 503 means nothing was applied, so trying elsewhere is
+ * safe for writes too.  Returns 0 with *res filled (possibly the last
+ * 503), or an exit status; o->server names the server that answered. */
+static int http(struct opts *o, const char *method, const char *path, const char *body, struct response *res)
+{
+    long long deadline = now_ms() + o->retry_ms;
+    size_t blen = body ? strlen(body) : 0;
+    int rc = EXIT_SERVER, i, refused;
+
+    memset(res, 0, sizeof(*res));
+    for (;;) {
+        for (i = 0; i < o->nservers; ++i) {
+            struct response r;
+            rc = http_one(o->servers[i], o->timeout_ms, method, path, body, blen, &r, &refused);
+            if (rc != 0 && refused)
+                continue; /* nothing was sent: the next server */
+            if (rc != 0) {
+                free(res->body); /* the request may have been applied: stop */
+                memset(res, 0, sizeof(*res));
+                return rc;
+            }
+            free(res->body);
+            *res = r;
+            o->server = o->servers[i];
+            if (r.status != 503)
+                return 0;
+        }
+        if (res->body != NULL && res->status == 503 && now_ms() < deadline) {
+            struct timespec pause = { 0, 200 * 1000000 };
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        return res->body != NULL ? 0 : rc;
+    }
 }
 
 /* --- session file: the causal-metadata carried between invocations --- */
@@ -301,23 +377,30 @@ static int session_store(const struct opts *o, json_t *m)
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1 ||
         json_dumpfd(m, fd, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || write(fd, "\n", 1) != 1 || close(fd) != 0 ||
         rename(tmp, o->session) != 0) {
-        warnx_("cannot write session file %s: %s", o->session, strerror(errno));
+        warnx_("cannot write session file %s: %s; the request was done, but the next command will not "
+               "depend on it (set --session FILE or KVSCTL_SESSION to a writable path, or use --no-session)",
+               o->session,
+               strerror(errno));
         unlink(tmp);
         return -1;
     }
     return 0;
 }
 
-/* Merge the response's causal-metadata, if any, into the session. */
-static void session_update(const struct opts *o, json_t *session, json_t *reply)
+/* Merge the response's causal-metadata, if any, into the session.
+ * Returns -1 if the session file could not be written: causality across
+ * invocations is then lost, which the caller must not hide. */
+static int session_update(const struct opts *o, json_t *session, json_t *reply)
 {
     json_t *m = json_object_get(reply, "causal-metadata"), *merged;
+    int r;
 
     if (m == NULL || json_is_null(m))
-        return;
+        return 0;
     merged = metadata_merge(session, m);
-    session_store(o, merged);
+    r = session_store(o, merged);
     json_decref(merged);
+    return r;
 }
 
 static const char *default_session(char *buf, size_t len)
@@ -375,6 +458,9 @@ static int fail_status(const char *what, const struct response *r, json_t *reply
     const char *msg = json_is_string(e) ? json_string_value(e) : r->body;
 
     warnx_("%s: %d %s", what, r->status, msg && msg[0] ? msg : "(no body)");
+    if (r->status == 503 && msg != NULL && strstr(msg, "ausal") != NULL)
+        warnx_("hint: this replica has not yet seen writes your session depends on; retry (-r SECONDS), name "
+               "more replicas (-s a,b,c), or forget those dependencies with `kvsctl session clear`");
     switch (r->status) {
     case 404:
         return EXIT_NOTFOUND;
@@ -387,6 +473,10 @@ static int fail_status(const char *what, const struct response *r, json_t *reply
 
 static int check_key(const char *key)
 {
+    if (key[0] == '\0') {
+        warnx_("KEY is empty (see kvsctl --help)");
+        return -1;
+    }
     if (strlen(key) > KEY_MAX) {
         warnx_("key is longer than %d bytes", KEY_MAX);
         return -1;
@@ -394,16 +484,73 @@ static int check_key(const char *key)
     return 0;
 }
 
-static int cmd_kvs(const struct opts *o, const char *method, const char *key, const char *value)
+/* The whole of fp, NUL-terminated, at most VALUE_MAX bytes. */
+static char *read_all(FILE *fp, const char *name, size_t *lenp)
+{
+    size_t cap = 65536, len = 0, n;
+    char *buf = malloc(cap), *nb;
+
+    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, fp)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            if (cap > VALUE_MAX) {
+                warnx_("%s: value larger than %u MiB", name, VALUE_MAX >> 20);
+                free(buf);
+                return NULL;
+            }
+            nb = realloc(buf, cap * 2);
+            if (nb == NULL)
+                break;
+            buf = nb, cap *= 2;
+        }
+    }
+    if (buf == NULL || ferror(fp)) {
+        warnx_("cannot read %s: %s", name, strerror(errno));
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    *lenp = len;
+    return buf;
+}
+
+/* VALUE as given: "-" is stdin, "@FILE" a file's contents (as they are,
+ * trailing newline included), anything else the argument itself. */
+static char *value_arg(const char *arg, size_t *lenp)
+{
+    FILE *fp;
+    char *v;
+
+    if (strcmp(arg, "-") == 0)
+        return read_all(stdin, "stdin", lenp);
+    if (arg[0] != '@') {
+        *lenp = strlen(arg);
+        return strdup(arg);
+    }
+    if ((fp = fopen(arg + 1, "rb")) == NULL) {
+        warnx_("cannot open %s: %s", arg + 1, strerror(errno));
+        return NULL;
+    }
+    v = read_all(fp, arg + 1, lenp);
+    fclose(fp);
+    return v;
+}
+
+static int cmd_kvs(struct opts *o, const char *method, const char *key, const char *value_spec)
 {
     json_t *session = session_load(o), *req = json_object(), *reply = NULL, *v = NULL;
-    char *path = url_path("/kvs/", key), *body = NULL;
+    char *path = url_path("/kvs/", key), *body = NULL, *value = NULL;
     struct response r;
     json_error_t jerr;
-    int rc;
+    size_t vlen = 0;
+    int rc, session_failed = 0;
 
-    if (value != NULL) {
-        v = o->json ? json_loads(value, JSON_DECODE_ANY, &jerr) : json_string(value);
+    if (value_spec != NULL) {
+        if ((value = value_arg(value_spec, &vlen)) == NULL) {
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        v = o->json ? json_loadb(value, vlen, JSON_DECODE_ANY, &jerr) : json_stringn(value, vlen);
         if (v == NULL) {
             warnx_(o->json ? "VALUE is not valid JSON: %s" : "VALUE is not valid UTF-8%s", o->json ? jerr.text : "");
             rc = EXIT_USAGE;
@@ -416,10 +563,11 @@ static int cmd_kvs(const struct opts *o, const char *method, const char *key, co
     if ((rc = http(o, method, path, body, &r)) != 0)
         goto out;
     reply = json_loads(r.body, 0, &jerr);
-    session_update(o, session, reply);
+    if (session_update(o, session, reply) != 0)
+        session_failed = 1;
     if (r.status != 200 && r.status != 201) {
         rc = fail_status(key, &r, reply);
-    } else if (value == NULL && strcmp(method, "GET") == 0) {
+    } else if (value_spec == NULL && strcmp(method, "GET") == 0) {
         json_t *got = json_object_get(reply, "value");
         if (got == NULL) {
             warnx_("%s: malformed response: %s", key, r.body);
@@ -436,16 +584,19 @@ static int cmd_kvs(const struct opts *o, const char *method, const char *key, co
         puts(json_is_string(res) ? json_string_value(res) : r.body);
     }
     free(r.body);
+    if (rc == EXIT_OK && session_failed)
+        rc = EXIT_SESSION;
 out:
     json_decref(reply);
     json_decref(req);
     json_decref(session);
     free(body);
     free(path);
+    free(value);
     return rc;
 }
 
-static int cmd_view(const struct opts *o, const char *op, const char *addr)
+static int cmd_view(struct opts *o, const char *op, const char *addr)
 {
     json_t *reply = NULL, *req;
     struct response r;
@@ -502,7 +653,7 @@ static double metric_value(const char *text, const char *name)
     return -1;
 }
 
-static int cmd_status(const struct opts *o)
+static int cmd_status(struct opts *o)
 {
     struct response health, ready, view = { 0 }, metrics = { 0 };
     json_t *vj = NULL, *out, *list;
@@ -557,6 +708,167 @@ static int cmd_status(const struct opts *o)
     return rc;
 }
 
+/* The line of a labelled sample name{peer="ADDR"...}, or NULL. */
+static const char *peer_sample(const char *text, const char *name, const char *peer)
+{
+    char prefix[512];
+    int n = snprintf(prefix, sizeof(prefix), "%s{peer=\"%s\"", name, peer);
+    const char *p;
+
+    for (p = text; p != NULL && *p != '\0'; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, prefix, (size_t)n) == 0)
+            return p + n;
+    return NULL;
+}
+
+/* GET path on one server (no fallback); the body, or NULL. */
+static char *fetch(const struct opts *o, const char *server, const char *path, int *status)
+{
+    struct response r;
+    int refused;
+
+    *status = 0;
+    if (http_one(server, o->timeout_ms, "GET", path, NULL, 0, &r, &refused) != 0)
+        return NULL;
+    *status = r.status;
+    return r.body;
+}
+
+/* One row of `kvsctl cluster`: what the replica says of itself, and what
+ * the replica we asked (the observer) says of it as a peer. */
+static json_t *cluster_row(const struct opts *o, const char *addr, const char *observer_metrics)
+{
+    json_t *row = json_object();
+    int hs = 0, rs = 0, ms = 0;
+    char *health, *ready, *metrics;
+    const char *p;
+
+    health = fetch(o, addr, "/health", &hs);
+    ready = health ? fetch(o, addr, "/ready", &rs) : NULL;
+    metrics = health ? fetch(o, addr, "/metrics", &ms) : NULL;
+    json_object_set_new(row, "replica", json_string(addr));
+    json_object_set_new(row, "health", json_boolean(health != NULL && hs == 200));
+    json_object_set_new(row, "ready", json_boolean(ready != NULL && rs == 200));
+    json_object_set_new(row,
+                        "keys",
+                        metrics && ms == 200 && metric_value(metrics, "kvsd_keys") >= 0
+                          ? json_integer((json_int_t)metric_value(metrics, "kvsd_keys"))
+                          : json_null());
+    json_object_set_new(row,
+                        "started",
+                        metrics && ms == 200 && metric_value(metrics, "process_start_time_seconds") > 0
+                          ? json_real(metric_value(metrics, "process_start_time_seconds"))
+                          : json_null());
+    /* kvsd_peer_state{peer="A",state="active"} 1 */
+    if (observer_metrics != NULL && (p = peer_sample(observer_metrics, "kvsd_peer_state", addr)) != NULL &&
+        strncmp(p, ",state=\"", 8) == 0) {
+        size_t n = strcspn(p + 8, "\"");
+        json_object_set_new(row, "state", json_stringn(p + 8, n));
+    } else {
+        json_object_set_new(row, "state", json_null());
+    }
+    if (observer_metrics != NULL && (p = peer_sample(observer_metrics, "kvsd_peer_lag_seconds", addr)) != NULL)
+        json_object_set_new(row, "lag_seconds", json_real(strtod(p + 2, NULL)));
+    else
+        json_object_set_new(row, "lag_seconds", json_null());
+    if (observer_metrics != NULL && (p = peer_sample(observer_metrics, "kvsd_peer_queued_bytes", addr)) != NULL)
+        json_object_set_new(row, "queued_bytes", json_integer((json_int_t)strtoull(p + 2, NULL, 10)));
+    else
+        json_object_set_new(row, "queued_bytes", json_null());
+    free(health);
+    free(ready);
+    free(metrics);
+    return row;
+}
+
+static void print_cluster_table(const char *observer, json_t *rows)
+{
+    json_t *row;
+    size_t i;
+
+    printf("%-21s %-7s %-5s %-9s %8s %10s %8s  %s\n", "REPLICA", "HEALTH", "READY", "STATE", "LAG", "QUEUED", "KEYS",
+           "STARTED");
+    json_array_foreach(rows, i, row)
+    {
+        json_t *st = json_object_get(row, "state"), *lag = json_object_get(row, "lag_seconds"),
+               *q = json_object_get(row, "queued_bytes"), *k = json_object_get(row, "keys"),
+               *t = json_object_get(row, "started");
+        char lagb[32] = "-", qb[32] = "-", kb[32] = "-", tb[40] = "-";
+
+        if (json_is_number(lag))
+            snprintf(lagb, sizeof(lagb), "%.3fs", json_number_value(lag));
+        if (json_is_integer(q))
+            snprintf(qb, sizeof(qb), "%lld", (long long)json_integer_value(q));
+        if (json_is_integer(k))
+            snprintf(kb, sizeof(kb), "%lld", (long long)json_integer_value(k));
+        if (json_is_number(t)) {
+            time_t when = (time_t)json_number_value(t);
+            struct tm tm;
+            strftime(tb, sizeof(tb), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&when, &tm));
+        }
+        printf("%-21s %-7s %-5s %-9s %8s %10s %8s  %s\n",
+               json_string_value(json_object_get(row, "replica")),
+               json_is_true(json_object_get(row, "health")) ? "ok" : "down",
+               json_is_true(json_object_get(row, "ready")) ? "yes" : "no",
+               json_is_string(st) ? json_string_value(st) : "-",
+               lagb,
+               qb,
+               kb,
+               tb);
+    }
+    printf("(STATE, LAG and QUEUED as %s sees its peers)\n", observer);
+}
+
+/* `kvsctl cluster`: every replica of the view of the first server that
+ * answers, each asked for its own health, readiness, keys and start time,
+ * plus the peer state, lag and queued bytes the asked replica reports.
+ * Exit 0 if every replica is healthy and ready, 3 if one is down, 4 if
+ * one is not ready. */
+static int cmd_cluster(struct opts *o)
+{
+    struct response view, metrics;
+    json_t *vj, *list, *a, *rows = json_array(), *out;
+    int rc = EXIT_OK;
+    size_t i;
+
+    if ((rc = http(o, "GET", "/view", NULL, &view)) != 0)
+        return rc;
+    vj = json_loads(view.body, 0, NULL);
+    list = json_object_get(vj, "view");
+    if (view.status != 200 || !json_is_array(list)) {
+        rc = fail_status("view", &view, vj);
+        free(view.body);
+        json_decref(vj);
+        json_decref(rows);
+        return rc;
+    }
+    if (http_one(o->server, o->timeout_ms, "GET", "/metrics", NULL, 0, &metrics, &(int){ 0 }) != 0)
+        metrics.body = NULL;
+    json_array_foreach(list, i, a)
+    {
+        json_t *row;
+        if (!json_is_string(a))
+            continue;
+        row = cluster_row(o, json_string_value(a), metrics.body);
+        if (!json_is_true(json_object_get(row, "health")))
+            rc = EXIT_SERVER;
+        else if (!json_is_true(json_object_get(row, "ready")) && rc == EXIT_OK)
+            rc = EXIT_UNAVAILABLE;
+        json_array_append_new(rows, row);
+    }
+    out = json_pack("{ss sO}", "observer", o->server, "replicas", rows);
+    if (o->json)
+        print_json(out);
+    else
+        print_cluster_table(o->server, rows);
+    json_decref(out);
+    json_decref(rows);
+    json_decref(vj);
+    free(view.body);
+    free(metrics.body);
+    return rc;
+}
+
 static int cmd_session(const struct opts *o, const char *op)
 {
     json_t *m;
@@ -580,34 +892,114 @@ static int cmd_session(const struct opts *o, const char *op)
 
 /* --- command line --- */
 
-static int need(int argc, int want_min, int want_max)
+/* A wrong number of arguments: say which command wanted what. */
+static int need(int argc, int want_min, int want_max, const char *cmd, const char *args)
 {
     if (argc < want_min || argc > want_max) {
-        usage(stderr);
+        warnx_("%s: %s arguments; usage: kvsctl %s%s%s (see kvsctl --help)",
+               cmd,
+               argc < want_min ? "missing" : "too many",
+               cmd,
+               args[0] ? " " : "",
+               args);
         return -1;
     }
     return 0;
 }
 
+/* "a,b,http://c/" into o->servers.  Returns 0, or -1 after a message. */
+static int parse_servers(struct opts *o, const char *list, const char *source)
+{
+    const char *p = list;
+
+    o->nservers = 0;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        const char *e = p + len, *next = p + len, *colon;
+        char *out;
+
+        while (p < e && (*p == ' ' || *p == '\t'))
+            ++p;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '/'))
+            --e;
+        if ((size_t)(e - p) > 7 && strncasecmp(p, "http://", 7) == 0)
+            p += 7;
+        colon = memchr(p, ':', (size_t)(e - p));
+        if (e == p || colon == NULL || colon == p || colon + 1 == e ||
+            strspn(colon + 1, "0123456789") < (size_t)(e - colon - 1) || (size_t)(e - p) >= sizeof(o->servers[0])) {
+            warnx_("%s: bad server '%.*s': expected HOST:PORT", source, (int)(e - p), p);
+            return -1;
+        }
+        if (o->nservers == SERVERS_MAX) {
+            warnx_("%s: more than %d servers", source, SERVERS_MAX);
+            return -1;
+        }
+        out = o->servers[o->nservers++];
+        memcpy(out, p, (size_t)(e - p));
+        out[e - p] = '\0';
+        if (*next != ',')
+            break;
+        p = next + 1;
+    }
+    o->server = o->servers[0];
+    return 0;
+}
+
+/* Seconds, fractions allowed, within (0, max] (or [0, max] for --retry). */
+static int parse_seconds(const char *val, const char *source, int zero_ok, int *ms)
+{
+    char *end;
+    double d;
+
+    errno = 0;
+    d = strtod(val, &end);
+    if (val[0] == '\0' || *end != '\0' || errno != 0 || d != d || d < 0 || (d == 0 && !zero_ok) || d > 86400) {
+        warnx_("%s: bad number of seconds '%s': expected %s to 86400", source, val, zero_ok ? "0" : "more than 0 up");
+        return -1;
+    }
+    *ms = (int)(d * 1000);
+    if (*ms == 0 && !zero_ok)
+        *ms = 1;
+    return 0;
+}
+
+static int takes_value(const char *a)
+{
+    static const char *const with_value[] = { "-s", "--server", "-t", "--timeout", "-r", "--retry", "--session", NULL };
+    int i;
+
+    for (i = 0; with_value[i] != NULL; ++i)
+        if (strcmp(a, with_value[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    struct opts o = { .server = NULL, .timeout_ms = 5000 };
+    static struct opts o;
     char *pos[8], session_buf[4096];
-    const char *env;
+    const char *env, *servers = "127.0.0.1:8090", *servers_src = "default";
     int npos = 0, i, no_session = 0, options_done = 0;
     const char *session_flag = NULL;
 
+    o.timeout_ms = 5000;
     if ((env = getenv("KVSCTL_SERVER")) != NULL && env[0] != '\0')
-        o.server = env;
-    if ((env = getenv("KVSCTL_TIMEOUT")) != NULL && atof(env) > 0)
-        o.timeout_ms = (int)(atof(env) * 1000);
+        servers = env, servers_src = "KVSCTL_SERVER";
+    if ((env = getenv("KVSCTL_SERVERS")) != NULL && env[0] != '\0')
+        servers = env, servers_src = "KVSCTL_SERVERS";
+    if ((env = getenv("KVSCTL_TIMEOUT")) != NULL && env[0] != '\0' &&
+        parse_seconds(env, "KVSCTL_TIMEOUT", 0, &o.timeout_ms) != 0)
+        return EXIT_USAGE;
+    if ((env = getenv("KVSCTL_RETRY")) != NULL && env[0] != '\0' &&
+        parse_seconds(env, "KVSCTL_RETRY", 1, &o.retry_ms) != 0)
+        return EXIT_USAGE;
 
     for (i = 1; i < argc; ++i) {
         const char *a = argv[i];
 
         if (options_done || a[0] != '-' || a[1] == '\0') {
             if (npos == (int)(sizeof(pos) / sizeof(pos[0]))) {
-                usage(stderr);
+                warnx_("too many arguments (see kvsctl --help)");
                 return EXIT_USAGE;
             }
             pos[npos++] = argv[i];
@@ -620,68 +1012,74 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return EXIT_OK;
-        } else if (strcmp(a, "-s") == 0 || strcmp(a, "--server") == 0 || strcmp(a, "-t") == 0 ||
-                   strcmp(a, "--timeout") == 0 || strcmp(a, "--session") == 0) {
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("kvsctl %s\n", PACKAGE_VERSION);
+            return EXIT_OK;
+        } else if (takes_value(a)) {
+            const char *v;
             if (i + 1 == argc) {
                 warnx_("option %s needs a value", a);
                 return EXIT_USAGE;
             }
-            if (a[1] == 's' || strcmp(a, "--server") == 0)
-                o.server = argv[++i];
+            v = argv[++i];
+            if (strcmp(a, "-s") == 0 || strcmp(a, "--server") == 0)
+                servers = v, servers_src = a;
             else if (strcmp(a, "--session") == 0)
-                session_flag = argv[++i];
-            else if (atof(argv[++i]) > 0)
-                o.timeout_ms = (int)(atof(argv[i]) * 1000);
-            else {
-                warnx_("bad timeout '%s'", argv[i]);
+                session_flag = v;
+            else if (strcmp(a, "-t") == 0 || strcmp(a, "--timeout") == 0) {
+                if (parse_seconds(v, a, 0, &o.timeout_ms) != 0)
+                    return EXIT_USAGE;
+            } else if (parse_seconds(v, a, 1, &o.retry_ms) != 0)
                 return EXIT_USAGE;
-            }
         } else {
-            warnx_("unknown option '%s' (a VALUE starting with '-' goes after --)", a);
-            usage(stderr);
+            warnx_("unknown option '%s' (a VALUE starting with '-' goes after --; see kvsctl --help)", a);
             return EXIT_USAGE;
         }
     }
-    if (o.server == NULL)
-        o.server = "127.0.0.1:8090";
+    if (parse_servers(&o, servers, servers_src) != 0)
+        return EXIT_USAGE;
     if (!no_session)
         o.session = session_flag ? session_flag : default_session(session_buf, sizeof(session_buf));
     if (npos == 0) {
+        warnx_("no command given");
         usage(stderr);
         return EXIT_USAGE;
     }
 
     if (strcmp(pos[0], "get") == 0 || strcmp(pos[0], "delete") == 0) {
-        if (need(npos, 2, 2) != 0 || check_key(pos[1]) != 0)
+        if (need(npos, 2, 2, pos[0], "KEY") != 0 || check_key(pos[1]) != 0)
             return EXIT_USAGE;
         return cmd_kvs(&o, pos[0][0] == 'g' ? "GET" : "DELETE", pos[1], NULL);
     }
     if (strcmp(pos[0], "put") == 0) {
-        if (need(npos, 3, 3) != 0 || check_key(pos[1]) != 0)
+        if (need(npos, 3, 3, "put", "KEY VALUE|-|@FILE") != 0 || check_key(pos[1]) != 0)
             return EXIT_USAGE;
         return cmd_kvs(&o, "PUT", pos[1], pos[2]);
     }
     if (strcmp(pos[0], "view") == 0) {
         if (npos == 1)
             return cmd_view(&o, NULL, NULL);
-        if (need(npos, 3, 3) != 0 || (strcmp(pos[1], "add") != 0 && strcmp(pos[1], "delete") != 0)) {
-            if (npos == 3)
-                usage(stderr);
+        if (strcmp(pos[1], "add") != 0 && strcmp(pos[1], "delete") != 0) {
+            warnx_("view: unknown subcommand '%s': expected add or delete (see kvsctl --help)", pos[1]);
             return EXIT_USAGE;
         }
+        if (need(npos, 3, 3, npos >= 2 && pos[1][0] == 'a' ? "view add" : "view delete", "IP:PORT") != 0)
+            return EXIT_USAGE;
         return cmd_view(&o, pos[1], pos[2]);
     }
     if (strcmp(pos[0], "status") == 0)
-        return need(npos, 1, 1) != 0 ? EXIT_USAGE : cmd_status(&o);
+        return need(npos, 1, 1, "status", "") != 0 ? EXIT_USAGE : cmd_status(&o);
+    if (strcmp(pos[0], "cluster") == 0)
+        return need(npos, 1, 1, "cluster", "") != 0 ? EXIT_USAGE : cmd_cluster(&o);
     if (strcmp(pos[0], "session") == 0) {
-        if (need(npos, 1, 2) != 0 || (npos == 2 && strcmp(pos[1], "clear") != 0)) {
-            if (npos == 2)
-                usage(stderr);
+        if (need(npos, 1, 2, "session", "[clear]") != 0)
+            return EXIT_USAGE;
+        if (npos == 2 && strcmp(pos[1], "clear") != 0) {
+            warnx_("session: unknown subcommand '%s': expected clear", pos[1]);
             return EXIT_USAGE;
         }
         return cmd_session(&o, npos == 2 ? pos[1] : NULL);
     }
-    warnx_("unknown command '%s'", pos[0]);
-    usage(stderr);
+    warnx_("unknown command '%s' (see kvsctl --help)", pos[0]);
     return EXIT_USAGE;
 }

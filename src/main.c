@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
@@ -26,9 +27,15 @@ int main(int argc, char **argv)
         printf("kvsd %s\n", PACKAGE_VERSION);
         return 0;
     }
+    if (config_check_system(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kvsd: %s\n", err);
+        return EX_CONFIG_;
+    }
     if (cfg.check_only) {
-        printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n",
+        /* docker/entrypoint.sh takes the listen address from this line */
+        printf("kvsd: configuration OK: %s, listen %s, view of %zu, %d workers, %zu MiB\n",
                cfg.address,
+               cfg.listen,
                cfg.nview,
                cfg.workers,
                cfg.memory >> 20);
@@ -42,5 +49,20 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     log_init(cfg.log_level, cfg.log_format, cfg.log_file);
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        cfg.start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    }
+    {
+        unsigned long long limit;
+        if (!config_raise_nofile(&cfg, &limit))
+            log_warn("the open-files limit is %llu, below --max-connections %u + %d that each worker needs: a worker "
+                     "refuses connections beyond about %llu; raise it (LimitNOFILE=, ulimit -n)",
+                     limit,
+                     cfg.max_connections,
+                     CONFIG_FD_RESERVE,
+                     limit > CONFIG_FD_RESERVE ? limit - CONFIG_FD_RESERVE : 0);
+    }
     return master_main(&cfg);
 }

@@ -63,7 +63,7 @@ int main(void)
         if (o->env != NULL) {
             printf("Environment:\n.Ev %s %s\n", o->env, o->metavar ? "." : ";");
             if (o->metavar == NULL)
-                puts("any value enables it.");
+                puts("1, yes, true or on enables it; 0, no, false, off or empty disables it.");
         }
     }
     puts(".El");

@@ -103,6 +103,73 @@ try:
     ok(r[0] == 78 and r[2].count("\n") == 1, "real kvsd -n without SOCKET_ADDRESS: exit 78, one line", show(r))
     r = run(real, {"SOCKET_ADDRESS": "10.10.0.2:http"}, "-n")
     ok(r[0] == 78, "real kvsd -n with a malformed SOCKET_ADDRESS: exit 78", show(r))
+
+    # issue 14: a configuration error can end the container with another
+    # status (compose's restart: on-failure cannot exclude 78)
+    r = run(real, {"KVSD_CONFIG_ERROR_STATUS": "0"})
+    ok(r[0] == 0 and r[2].count("\n") == 1 and "SOCKET_ADDRESS" in r[2],
+       "KVSD_CONFIG_ERROR_STATUS=0: a configuration error exits 0 with kvsd's one line", show(r))
+    r = run(real, {"KVSD_CONFIG_ERROR_STATUS": "0", "SOCKET_ADDRESS": "127.0.0.201:8090",
+                   "VIEW": "127.0.0.201:8090", "KVSD_MEMORY": "5Q"})
+    ok(r[0] == 0 and "KVSD_MEMORY" in r[2], "... also for a bad KVSD_MEMORY", show(r))
+
+    # the listen address for the HEALTHCHECK, however it was given
+    lf = os.path.join(tmp, "listen")
+    r = run(real, {"SOCKET_ADDRESS": "127.0.0.201:8091", "VIEW": "127.0.0.201:8091", "KVSD_LISTEN_FILE": lf}, "-n")
+    ok(r[0] == 0 and open(lf).read() == "0.0.0.0:8091\n", "derived KVSD_LISTEN 0.0.0.0:8091 is written for the health check",
+       show(r))
+    os.unlink(lf)
+    r = run(real, {"KVSD_LISTEN_FILE": lf}, "-n", "--address", "127.0.0.201:8092", "--view", "127.0.0.201:8092")
+    ok(r[0] == 0 and open(lf).read() == "127.0.0.201:8092\n", "--address given as an argument: its address is written",
+       show(r))
+    os.unlink(lf)
+
+    # the Dockerfile's HEALTHCHECK command, run by sh with a fake curl
+    text = open(os.path.join(srcdir, "Dockerfile")).read().replace("\\\n", " ")
+    cmd = [l for l in text.splitlines() if l.startswith("HEALTHCHECK")][0].split(" CMD ", 1)[1]
+    fakecurl = os.path.join(tmp, "curlbin")
+    os.makedirs(fakecurl)
+    with open(os.path.join(fakecurl, "curl"), "w") as f:
+        f.write('#!/bin/sh\nfor a; do last=$a; done\necho "$last"\n')
+    os.chmod(os.path.join(fakecurl, "curl"), 0o755)
+
+    def health_url(env, listen=None):
+        if listen is not None:
+            with open(lf, "w") as f:
+                f.write(listen + "\n")
+        elif os.path.exists(lf):
+            os.unlink(lf)
+        e = {"PATH": fakecurl + ":/usr/bin:/bin", "KVSD_LISTEN_FILE": lf}
+        e.update(env)
+        return subprocess.run(["/bin/sh", "-c", cmd], env=e, capture_output=True, text=True).stdout.strip()
+
+    for env, listen, want in (({}, "10.10.0.2:9000", "http://10.10.0.2:9000/health"),
+                              ({"SOCKET_ADDRESS": "10.10.0.2:8090"}, "0.0.0.0:8093", "http://127.0.0.1:8093/health"),
+                              ({"SOCKET_ADDRESS": "10.10.0.2:8094"}, None, "http://127.0.0.1:8094/health")):
+        got = health_url(env, listen)
+        ok(got == want, "HEALTHCHECK with %s, listen file %s: curls %s" % (env, listen, want), "got %r" % got)
+
+    # compose.yaml and kvsd(8) agree on the network: created by hand, external
+    try:
+        import yaml
+        compose = yaml.safe_load(open(os.path.join(srcdir, "compose.yaml")))
+        net = compose["networks"]["asg3net"]
+        ok(net.get("external") is True and net.get("name") == "asg3net",
+           "compose.yaml declares asg3net external (kvsd(8) has it created by docker network create)", repr(net))
+        ok(all(s.get("restart") == "on-failure" and s["environment"].get("KVSD_CONFIG_ERROR_STATUS") == "0"
+               for s in compose["services"].values()),
+           "every compose replica: restart on-failure, a configuration error exits 0")
+    except ImportError:
+        ok(False, "python3-yaml is needed to read compose.yaml")
+    man = open(os.path.join(srcdir, "man", "kvsd.8")).read()
+    ok("docker network create --subnet=10.10.0.0/16 asg3net" in man, "kvsd(8) has the network created by hand")
+
+    # the systemd unit: a configuration error must reach RestartPreventExitStatus
+    unit = open(os.path.join(srcdir, "systemd", "kvsd@.service.in")).read()
+    lines = [l.strip() for l in unit.splitlines() if l.strip() and not l.startswith("#")]
+    ok("RestartPreventExitStatus=78" in lines and not any(l.startswith("ExecStartPre=") for l in lines),
+       "kvsd@.service: 78 comes from the main process (no ExecStartPre check)")
+    ok(any(l.startswith("LimitNOFILE=") for l in lines), "kvsd@.service sets LimitNOFILE")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

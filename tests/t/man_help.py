@@ -5,7 +5,8 @@
   from config_options[] now (run tools/update-man.sh when this fails);
 * every long flag in `kvsd --help` is in kvsd(8), and every --flag kvsd(8)
   mentions is one --help lists; the same for every environment variable;
-* every long option of `kvsctl --help` is in kvsctl(1);
+* `kvsctl --help` and kvsctl(1) agree: long and short options, environment
+  variables, commands and exit statuses, both ways;
 * `mandoc -Tlint` is clean for every page in man/ (mandoc is required: a
   missing mandoc is a failure, not a skip).
 
@@ -114,6 +115,31 @@ if os.path.exists(kvsctl):
     ctl_man = set(re.findall(r"Fl \\-([a-z][a-z0-9-]*)", ctl_page))
     ok(rc == 0 and ctl_flags and not (ctl_flags - ctl_man), "every long option of kvsctl --help is in kvsctl(1)",
        "missing: %s" % sorted(ctl_flags - ctl_man))
+    ok(not (ctl_man - ctl_flags), "every long option kvsctl(1) names is in kvsctl --help",
+       "extra: %s" % sorted(ctl_man - ctl_flags))
+    # short options, environment, commands and exit statuses, both ways
+    ctl_short = set(re.findall(r"(?<![-\w])-([a-zA-Z]),", ctl_help))
+    opts_sec = re.search(r"^The options are:$(.*?)^\.El$", ctl_page, re.M | re.S)
+    man_short = set(re.findall(r"^\.It Fl ([a-zA-Z]) ,", opts_sec.group(1) if opts_sec else "", re.M))
+    ok(ctl_short and ctl_short == man_short, "kvsctl --help and kvsctl(1) have the same short options",
+       "help %s man %s" % (sorted(ctl_short), sorted(man_short)))
+    help_env = set(re.findall(r"\$(KVSCTL_[A-Z_]+)", ctl_help))
+    man_env = set(re.findall(r"^\.It Ev (KVSCTL_[A-Z_]+)", ctl_page, re.M))
+    ok(help_env and help_env == man_env, "kvsctl --help and kvsctl(1) ENVIRONMENT name the same variables",
+       "help %s man %s" % (sorted(help_env), sorted(man_env)))
+    help_cmds = set(re.findall(r"^  (get|put|delete|view|status|cluster|session)\b", ctl_help, re.M))
+    man_cmds = set(re.findall(r"^\.It Cm (\w+)", ctl_page, re.M))
+    ok(help_cmds and help_cmds == man_cmds, "the same commands in kvsctl --help and kvsctl(1)",
+       "help %s man %s" % (sorted(help_cmds), sorted(man_cmds)))
+    exit_sec = re.search(r"^\.Sh EXIT STATUS$(.*?)^\.Sh ", ctl_page, re.M | re.S)
+    man_codes = set(re.findall(r"^\.It (\d+)$", exit_sec.group(1) if exit_sec else "", re.M))
+    help_codes = set(re.findall(r"(\d+) [a-z]", ctl_help.split("exit status:", 1)[-1]))
+    ok(man_codes and man_codes == help_codes, "the same exit statuses in kvsctl --help and kvsctl(1)",
+       "help %s man %s" % (sorted(help_codes), sorted(man_codes)))
+    synopsis = re.search(r"^\.Sh SYNOPSIS$(.*?)^\.Sh ", ctl_page, re.M | re.S)
+    syn_short = set("".join(re.findall(r"^\.Op Fl ([a-zA-Z]+)", synopsis.group(1) if synopsis else "", re.M)))
+    ok(syn_short <= ctl_short, "every short option in the kvsctl(1) SYNOPSIS exists",
+       "unknown: %s" % sorted(syn_short - ctl_short))
 else:
     ok(False, "kvsctl binary at %s" % kvsctl)
 

@@ -19,7 +19,7 @@ UNAUTH = b'{"error": "Unauthorized"}'
 
 cl = Cluster(IPS, workers=2, extra_args=["--cluster-key", KEY], start=False)
 # A logs everything it can
-cl[0].extra_args += ["--log-level", "debug", "--access-log"]
+cl[0].extra_args += ["--log-level", "debug", "--access-log=all"]
 cl.start()
 cl.wait_ready(10)
 A, B, C = cl.replicas

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "src/config.h"
@@ -267,14 +269,14 @@ static void test_invalid(void)
         { "--log-level", "verbose", "log-level" },
         { "--log-level", "", "log-level" },
         { "--log-format", "xml", "log-format" },
-        { "--address", "127.0.0.1", "SOCKET_ADDRESS" },
-        { "--address", "127.0.0.1:0", "SOCKET_ADDRESS" },
-        { "--address", "localhost:8090", "SOCKET_ADDRESS" },
-        { "--listen", "nope", "LISTEN" },
-        { "--listen", "1.2.3.4:65536", "LISTEN" },
-        { "--view", "127.0.0.1:8090,,127.0.0.2:8090", "VIEW" },
-        { "--view", "127.0.0.1:8090,bad", "VIEW" },
-        { "--view", "127.0.0.1:8090,", "VIEW" },
+        { "--address", "127.0.0.1", "--address" },
+        { "--address", "127.0.0.1:0", "--address" },
+        { "--address", "localhost:8090", "--address" },
+        { "--listen", "nope", "--listen" },
+        { "--listen", "1.2.3.4:65536", "--listen" },
+        { "--view", "127.0.0.1:8090,,127.0.0.2:8090", "--view" },
+        { "--view", "127.0.0.1:8090,bad", "--view" },
+        { "--view", "127.0.0.1:8090,", "--view" },
     };
     char longval[300];
     size_t i;
@@ -312,7 +314,9 @@ static void test_invalid(void)
            cfg.peer_timeout_ms);
     }
     setenv("KVSD_MEMORY", "lots", 1);
-    ok(load(SELF, NULL) == -1 && one_line_naming("memory"), "a bad environment value names the option (%s)", err);
+    ok(load(SELF, NULL) == -1 && one_line_naming("KVSD_MEMORY") && strstr(err, "--memory") == NULL,
+       "a bad environment value names the variable, not the flag (%s)",
+       err);
     clear_env();
 }
 
@@ -351,7 +355,7 @@ static void test_argv_errors(void)
     ok(load(SELF, "stray", NULL) == -1 && one_line_naming("stray"), "a positional argument is refused (%s)", err);
     ok(load("--addres", "127.0.0.1:8090", NULL) == -1 && load("---address", "127.0.0.1:8090", NULL) == -1 &&
          load("-wx", NULL) == -1,
-       "no prefix matching, no ---flag, no bundled short flags");
+       "no prefix matching, no ---flag, -wx is -w x");
     ok(load(SELF, "--memory", NULL) == -1 && one_line_naming("memory"), "a missing value (%s)", err);
     ok(load(SELF, "-w", NULL) == -1 && one_line_naming("workers"), "a missing value after a short flag (%s)", err);
     ok(load("--address", NULL) == -1 && one_line_naming("address"), "--address without a value (%s)", err);
@@ -385,7 +389,7 @@ static void test_view(void)
        "%d replicas fit",
        VIEW_MAX);
     sprintf(p, ",10.0.1.1:8090");
-    ok(load("--address", "10.0.0.1:8090", "--view", many, NULL) == -1 && one_line_naming("VIEW"),
+    ok(load("--address", "10.0.0.1:8090", "--view", many, NULL) == -1 && one_line_naming("--view"),
        "one more is an error (%s)",
        err);
 }
@@ -528,9 +532,139 @@ static void test_internal_exposed(void)
     clear_env();
 }
 
+/* Issue 14: a message names the source the user set (flag or variable),
+ * and shows a range the way the user writes it. */
+static void test_sources_ranges(void)
+{
+    clear_env();
+    setenv("KVSD_LISTEN", "127.0.0.5:8090", 1);
+    ok(load(SELF, "--listen", "127.0.0.201", NULL) == -1 && one_line_naming("--listen") &&
+         strstr(err, "KVSD_LISTEN") == NULL,
+       "a bad --listen names --listen, not KVSD_LISTEN (%s)",
+       err);
+    clear_env();
+    setenv("KVSD_MEMORY", "5Q", 1);
+    ok(load(SELF, NULL) == -1 && one_line_naming("KVSD_MEMORY") && strstr(err, "--memory") == NULL,
+       "KVSD_MEMORY=5Q names KVSD_MEMORY, not --memory (%s)",
+       err);
+    setenv("KVSD_ACCESS_LOG", "maybe", 1);
+    unsetenv("KVSD_MEMORY");
+    ok(load(SELF, NULL) == -1 && one_line_naming("KVSD_ACCESS_LOG"), "a bad switch variable is named (%s)", err);
+    clear_env();
+    setenv("VIEW", "127.0.0.1:8090,nope", 1);
+    ok(load("--address", "127.0.0.1:8090", NULL) == -1 && one_line_naming("VIEW entry 'nope'") &&
+         strstr(err, "--view") == NULL,
+       "a bad VIEW entry names VIEW (%s)",
+       err);
+    clear_env();
+    ok(load(SELF, "--memory", "1", NULL) == -1 && one_line_naming("from 8M to 1T"),
+       "the --memory range reads 8M to 1T (%s)",
+       err);
+    ok(load(SELF, "--max-body", "1", NULL) == -1 && one_line_naming("from 256 to 1G"),
+       "the --max-body range reads 256 to 1G (%s)",
+       err);
+    ok(load(SELF, "--peer-timeout", "1", NULL) == -1 && one_line_naming("from 10ms to 600s"),
+       "a duration range reads 10ms to 600s (%s)",
+       err);
+    ok(load(SELF, "--max-connections", "0", NULL) == -1 && one_line_naming("from 1 to 1000000"),
+       "a count range is plain (%s)",
+       err);
+    ok(load(SELF, "--memory", "1T", NULL) == 0 && cfg.memory == 1ULL << 40, "the T suffix: --memory 1T loads (%s)", err);
+}
+
+static void test_wildcard_address(void)
+{
+    clear_env();
+    ok(load("--address", "0.0.0.0:8090", "--view", "0.0.0.0:8090", NULL) == -1 && one_line_naming("--address") &&
+         one_line_naming("0.0.0.0"),
+       "-a 0.0.0.0:8090 is refused: no peer can reach it (%s)",
+       err);
+    setenv("SOCKET_ADDRESS", "0.0.0.0:8090", 1);
+    ok(load("--view", "0.0.0.0:8090", NULL) == -1 && one_line_naming("SOCKET_ADDRESS"),
+       "SOCKET_ADDRESS=0.0.0.0:8090 too, named (%s)",
+       err);
+    clear_env();
+    ok(load(SELF, "--view", "127.0.0.1:8090,0.0.0.0:8090", NULL) == -1 && one_line_naming("--view"),
+       "a 0.0.0.0 view entry is refused (%s)",
+       err);
+    ok(load(SELF, "--listen", "0.0.0.0:8090", NULL) == 0, "--listen 0.0.0.0:8090 is fine (%s)", err);
+}
+
+static void test_bundled(void)
+{
+    clear_env();
+    ok(load(SELF, "-nV", NULL) == 0 && cfg.check_only && cfg.show_version, "-nV is -n -V (%s)", err);
+    ok(load(SELF, "-nw4", NULL) == 0 && cfg.check_only && cfg.workers == 4, "-nw4: a value attached (%s)", err);
+    ok(load(SELF, "-nw", "5", NULL) == 0 && cfg.check_only && cfg.workers == 5, "-nw 5: the value next (%s)", err);
+    ok(load("-a127.0.0.1:8090", "-v127.0.0.1:8090", NULL) == 0 && strcmp(cfg.address, "127.0.0.1:8090") == 0,
+       "-aADDR (%s)",
+       err);
+    ok(load(SELF, "-nx", NULL) == -1 && one_line_naming("-x"), "-nx names the unknown -x (%s)", err);
+    ok(load(SELF, "-nw", NULL) == -1 && one_line_naming("--workers"), "-nw without a value (%s)", err);
+}
+
+static void test_system(void)
+{
+    char path[64];
+    struct sysinfo si;
+
+    clear_env();
+    ok(load(SELF, "--memory", "16M", "--log-file", "/nonexistent/dir/x.log", NULL) == 0 &&
+         config_check_system(&cfg, err, sizeof(err)) == -1 && one_line_naming("/nonexistent/dir/x.log"),
+       "a log file that cannot be opened fails the check (%s)",
+       err);
+    snprintf(path, sizeof(path), "/tmp/test_config.%d.log", (int)getpid());
+    ok(load(SELF, "--memory", "16M", "--log-file", path, NULL) == 0 && config_check_system(&cfg, err, sizeof(err)) == 0,
+       "a writable log file and 16M pass (%s)",
+       err);
+    unlink(path);
+    if (sysinfo(&si) == 0 && ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit < (1ULL << 40))
+        ok(load(SELF, "--memory", "1T", NULL) == 0 && config_check_system(&cfg, err, sizeof(err)) == -1 &&
+             one_line_naming("--memory 1T"),
+           "--memory 1T on a host with less memory and swap fails the check (%s)",
+           err);
+    else
+        ok(1, "# SKIP this host has 1T of memory and swap");
+}
+
+static void test_nofile(void)
+{
+    struct rlimit saved, rl;
+    unsigned long long limit = 0;
+
+    clear_env();
+    getrlimit(RLIMIT_NOFILE, &saved);
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 1200) {
+        ok(1, "# SKIP hard open-files limit %llu is too low", (unsigned long long)saved.rlim_max);
+        ok(1, "# SKIP");
+        return;
+    }
+    rl.rlim_cur = 100, rl.rlim_max = 1200;
+    ok(setrlimit(RLIMIT_NOFILE, &rl) == 0 && load(SELF, "--max-connections", "1000", NULL) == 0 &&
+         config_raise_nofile(&cfg, &limit) == 1 && limit == 1000 + CONFIG_FD_RESERVE &&
+         getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur == limit,
+       "the soft limit 100 is raised to --max-connections + reserve (%llu)",
+       limit);
+    ok(load(SELF, "--max-connections", "4096", NULL) == 0 && config_raise_nofile(&cfg, &limit) == 0 && limit == 1200,
+       "--max-connections 4096 under a hard limit of 1200: raised to 1200, reported as not fitting (%llu)",
+       limit);
+}
+
+static void test_access_log(void)
+{
+    clear_env();
+    ok(load(SELF, "--access-log", NULL) == 0 && cfg.access_log == ACCESS_LOG_ON, "--access-log: on, /internal/ left out");
+    ok(load(SELF, "--access-log=all", NULL) == 0 && cfg.access_log == ACCESS_LOG_ALL, "--access-log=all");
+    ok(load(SELF, "--access-log", "all", NULL) == 0 && cfg.access_log == ACCESS_LOG_ALL, "--access-log all");
+    ok(load(SELF, "--access-log=yes", NULL) == -1 && one_line_naming("--access-log"), "--access-log=yes (%s)", err);
+    setenv("KVSD_ACCESS_LOG", "all", 1);
+    ok(load(SELF, NULL) == 0 && cfg.access_log == ACCESS_LOG_ALL, "KVSD_ACCESS_LOG=all");
+    clear_env();
+}
+
 int main(void)
 {
-    plan(75);
+    plan(75 + 29);
     test_defaults();
     test_env();
     test_spellings();
@@ -542,5 +676,11 @@ int main(void)
     test_parse_addr();
     test_usage();
     test_internal_exposed();
+    test_sources_ranges();
+    test_wildcard_address();
+    test_bundled();
+    test_system();
+    test_nofile();
+    test_access_log();
     return done_testing();
 }
