@@ -820,7 +820,8 @@ static void print_cluster_table(const char *observer, json_t *rows)
 }
 
 /* `kvsctl cluster`: every replica of the view of the first server that
- * answers, each asked for its own health, readiness, keys and start time,
+ * answers, and every server named with -s that the view lacks, each asked
+ * for its own health, readiness, keys and start time,
  * plus the peer state, lag and queued bytes the asked replica reports.
  * Exit 0 if every replica is healthy and ready, 3 if one is down, 4 if
  * one is not ready. */
@@ -828,7 +829,7 @@ static int cmd_cluster(struct opts *o)
 {
     struct response view, metrics;
     json_t *vj, *list, *a, *rows = json_array(), *out;
-    int rc = EXIT_OK;
+    int rc = EXIT_OK, k;
     size_t i;
 
     if ((rc = http(o, "GET", "/view", NULL, &view)) != 0)
@@ -850,6 +851,21 @@ static int cmd_cluster(struct opts *o)
         if (!json_is_string(a))
             continue;
         row = cluster_row(o, json_string_value(a), metrics.body);
+        if (!json_is_true(json_object_get(row, "health")))
+            rc = EXIT_SERVER;
+        else if (!json_is_true(json_object_get(row, "ready")) && rc == EXIT_OK)
+            rc = EXIT_UNAVAILABLE;
+        json_array_append_new(rows, row);
+    }
+    /* a server the user named that the view left out (evicted, or never
+     * added) is what they most need to see */
+    for (k = 0; k < o->nservers; ++k) {
+        json_t *row;
+        int listed = 0;
+        json_array_foreach(list, i, a) listed |= json_is_string(a) && strcmp(json_string_value(a), o->servers[k]) == 0;
+        if (listed)
+            continue;
+        row = cluster_row(o, o->servers[k], metrics.body);
         if (!json_is_true(json_object_get(row, "health")))
             rc = EXIT_SERVER;
         else if (!json_is_true(json_object_get(row, "ready")) && rc == EXIT_OK)
