@@ -212,6 +212,12 @@ static int metrics(struct http_env *env, h2o_req_t *req)
                folded);
     }
     SCALAR(&o,
+           "kvsd_batches_from_outside_total",
+           "counter",
+           "Replication batches from a peer that is not in our view (a split view).",
+           "%" PRIu64,
+           sum->batches_from_outside);
+    SCALAR(&o,
            "kvsd_incarnations_folded_total",
            "counter",
            "Retired incarnations folded away.",

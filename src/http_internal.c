@@ -19,6 +19,7 @@
 #include "log.h"
 #include "rcu.h"
 #include "repl.h"
+#include "stats.h"
 #include "store.h"
 #include "table.h"
 #include "util.h"
@@ -88,6 +89,29 @@ static void send_clock(struct http_env *env, h2o_req_t *req)
     send_buf(req, 200, &out);
 }
 
+/* A peer replicates to us but is not in our view: its view has us, ours
+ * lacks it, so our writes never reach it (a split view, e.g. a replica
+ * started with VIEW naming only itself).  We do not add it -- views change
+ * through PUT /view only (doc/design.md) -- but say so, once per address
+ * per worker, and count every such batch. */
+static void note_outsider(struct http_env *env, const char *from)
+{
+    static char warned[VIEW_MAX][ADDR_MAX];
+    static int nwarned;
+    int i;
+
+    stats_add(&env->shm->stats->proc[env->slot].batches_from_outside, 1);
+    for (i = 0; i < nwarned; ++i)
+        if (strncmp(warned[i], from, ADDR_MAX) == 0)
+            return;
+    if (nwarned < VIEW_MAX)
+        memcpy(warned[nwarned++], from, ADDR_MAX);
+    log_warn("peer=%s replicates to us but is not in our view: its view has %s, ours lacks it, so our writes do "
+             "not reach it (PUT /view here to add it)",
+             from,
+             env->cfg->address);
+}
+
 static int replicate(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
@@ -103,6 +127,8 @@ static int replicate(struct http_env *env, h2o_req_t *req)
         http_send_lit(req, 400, "{\"error\": \"Malformed batch\"}");
         return 0;
     }
+    if (!view_contains(shm->view, msg.from.addr))
+        note_outsider(env, msg.from.addr);
     /* the ids wire_localize() hands out stay valid until we leave the
      * read-side section: a freed incarnation row is reused only after */
     rcu_read_lock_sh(shm->rcu, env->slot);

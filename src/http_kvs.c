@@ -121,8 +121,8 @@ static void note_lost_one(shm_t *shm, uint32_t id, uint64_t n)
     while (n > seen && !__atomic_compare_exchange_n(&inc->lost_upto, &seen, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
     if (seen == 0)
-        log_warn("a client saw writes %llu..%llu of %s/%llu, which crashed before any replica got them: "
-                 "treating them as lost",
+        log_warn("a client saw writes %llu..%llu of %s/%llu, which ended with that replica (stopped or crashed) "
+                 "before any other replica got them: treating them as lost",
                  (unsigned long long)inc->final_seq + 1,
                  (unsigned long long)n,
                  inc->addr,
