@@ -390,7 +390,7 @@ const struct config_option config_options[] = {
       "KVSD_CAUSAL_WAIT",
       "MS",
       "0",
-      "accepted for compatibility; kvsd answers 503 at once",
+      "wait this long for a request's causal dependencies before 503 (0: at once)",
       parse_ms,
       FIELD(causal_wait_ms) },
     { "cluster-key",

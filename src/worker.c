@@ -143,6 +143,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     hostconf = h2o_config_register_host(&w.gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     http_register(&w.gconf, hostconf, &w.env);
     h2o_context_init(&w.ctx, h2o_evloop_create(), &w.gconf);
+    http_kvs_init(&w.env, w.ctx.loop);
     w.accept_ctx.ctx = &w.ctx;
     w.accept_ctx.hosts = w.gconf.hosts;
 
