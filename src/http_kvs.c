@@ -340,7 +340,6 @@ static enum serve_result try_serve(struct http_env *env, h2o_req_t *req, const s
  * asks an epoll set of the parked HTTP/1 sockets (EPOLLRDHUP) instead, and
  * ends such a request at once. */
 
-#define PARK_MAX 1024      /* parked requests per worker; past it, 503 at once */
 #define PARK_TICK_MS 1     /* how often parked requests look at the clock */
 #define PARK_RESOLVE_MS 10 /* ... and those with unknown incarnations or before ready resolve again */
 
@@ -500,7 +499,7 @@ static int park(h2o_req_t *req, const struct kvs_req *k, const struct deps *d)
     struct parked *p;
     h2o_socket_t *sock;
 
-    if (parking.n >= PARK_MAX) {
+    if (parking.n >= parking.env->cfg->causal_wait_max) {
         COUNT(causal_overflow);
         return -1;
     }
