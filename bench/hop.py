@@ -78,8 +78,8 @@ def client(idx, n, out):
     out[idx] = (lat, n503, nerr)
 
 
-def run(wait, n, clients, workers):
-    cl = Cluster(IPS, workers=workers, extra_args=["--causal-wait", str(wait)])
+def run(wait, n, clients, workers, extra):
+    cl = Cluster(IPS, workers=workers, extra_args=["--causal-wait", str(wait)] + extra)
     try:
         cl.wait_ready(10)
         if not wait_until(lambda: full_and_ready(cl), 15):
@@ -153,13 +153,14 @@ def main():
     ap.add_argument("-c", "--clients", type=int, default=1, help="concurrent clients (default 1)")
     ap.add_argument("--waits", default="0,50", help="--causal-wait values to compare (default 0,50)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--extra", default="", help="more kvsd flags, space-separated (e.g. '--heartbeat 20')")
     ap.add_argument("--tick-cost", action="store_true",
                     help="instead: CPU of one worker with 0, 1, 64 and 1024 requests parked for good")
     a = ap.parse_args()
     if a.tick_cost:
         tick_cost([0, 1, 64, 1024])
         finish()
-    rows = [run(int(w), a.n, a.clients, a.workers) for w in a.waits.split(",")]
+    rows = [run(int(w), a.n, a.clients, a.workers, a.extra.split()) for w in a.waits.split(",")]
     print("| --causal-wait | requests | 503 | 503 share | errors | p50 ms | p99 ms | max ms | req/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
