@@ -74,6 +74,9 @@ void http_resume(const struct http_acct *a);
 
 /* Set up parking of kvs requests (--causal-wait) on the worker's loop. */
 void http_kvs_init(struct http_env *env, h2o_loop_t *loop);
+/* The worker is shutting down: answer every parked request now (served if
+ * its dependencies are applied, else 503), so the drain need not wait. */
+void http_kvs_shutdown(void);
 int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen);
 int http_view(struct http_env *env, h2o_req_t *req);
 int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t len);

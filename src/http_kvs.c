@@ -544,6 +544,15 @@ void http_kvs_init(struct http_env *env, h2o_loop_t *loop)
                  strerror(errno));
 }
 
+void http_kvs_shutdown(void)
+{
+    while (parking.n > 0) {
+        struct parked *p = H2O_STRUCT_FROM_MEMBER(struct parked, link, parking.list.next);
+        p->req->http1_is_persistent = 0; /* the drain waits for open connections */
+        park_expire(&p->expire);
+    }
+}
+
 int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen)
 {
     struct kvs_req k;

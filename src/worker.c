@@ -174,6 +174,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
         h2o_socket_read_stop(w.listener);
     h2o_socket_close(w.listener);
     h2o_context_request_shutdown(&w.ctx);
+    http_kvs_shutdown();
     deadline = now_ms() + DRAIN_MS;
     while (now_ms() < deadline && w.nconns > 0 && !h2o_linklist_is_empty(&w.ctx.http1._conns))
         h2o_evloop_run(w.ctx.loop, 10);

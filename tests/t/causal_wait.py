@@ -15,7 +15,8 @@ workers still answer, so nobody is evicted) and released with SIGCONT.
   (c) --causal-wait 3000 --causal-wait-max 4, one worker: the 5th and 6th
       parked requests get 503 at once; a client that hangs up while parked
       is counted and the worker stays healthy; the parked ones are served
-      when the dependency arrives.
+      when the dependency arrives; on SIGTERM a parked request is answered
+      503 at once.
 
 Addresses: 127.0.0.220-221 (a), .222-.223 (b), .224-.225 (c), port 8090.
 """
@@ -252,5 +253,21 @@ ok(d == {"parked": 5, "served": 3, "timeout": 0, "disconnect": 2, "overflow": 2}
 is_(B.workers_list(), worker_before, "(c) B's worker is the same process (nothing crashed)")
 for r in cl:
     ok(r.running(), "%s still running" % r.addr, r.log_tail())
+
+# SIGTERM with a request parked: it is answered (503) at once, not dropped
+# when the drain (2 s) gives up.  Its dependency is a write A never made
+# (A's replicator runs: a stopped peer holds B's drain up by itself).
+before = park_counts(B)
+never = {k: 10 ** 9 for k in meta_of(kv(A, "PUT", "z", m, value="later", put=True))}
+s = raw_kvs(B.ip, "z", never)
+ok(wait_until(lambda: delta(park_counts(B), before)["parked"] == 1, 1, 0.01), "(c) one more parked")
+t0 = time.monotonic()
+status = B.stop()
+st = read_status(s, 3)
+dt = time.monotonic() - t0
+s.close()
+ok(status == 0 and st == 503 and dt < 1.5,
+   "(c) SIGTERM: B answers the parked request 503 and exits 0 (%.3f s)" % dt,
+   "exit %r, answer %r\n%s" % (status, st, B.log_tail()))
 cl.stop()
 done()
