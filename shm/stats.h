@@ -51,6 +51,12 @@ struct proc_stats {
     uint64_t batches_from_outside;  /* replication batches from a sender not in our view */
     uint64_t peer_queued_bytes[VIEW_MAX];
     uint64_t peer_lag_ms[VIEW_MAX];
+    /* workers: kvs requests parked by --causal-wait, and how they ended */
+    uint64_t causal_parked;
+    uint64_t causal_served;    /* dependencies applied in time: answered normally */
+    uint64_t causal_timed_out; /* still unmet when the wait ran out: 503 */
+    uint64_t causal_dropped;   /* the client went away while parked */
+    uint64_t causal_overflow;  /* not parked, the worker's bound was reached: 503 */
 } __attribute__((aligned(64)));
 
 struct stats_sh {

@@ -193,6 +193,7 @@ static const struct range ranges[] = {
     { "max-body", 256, 1ULL << 30 }, { "peer-timeout", 10, 600000 },      { "heartbeat", 10, 600000 },
     { "readmit-delay", 0, 3600000 }, { "join-grace", 0, 3600000 },        { "probe-interval", 10, 600000 },
     { "causal-wait", 0, 10000 },     { "request-timeout", 100, 3600000 }, { "max-connections", 1, 1000000 },
+    { "causal-wait-max", 1, 65536 },
 };
 
 /* n the way a user writes it: sizes with the largest K/M/G/T suffix that
@@ -250,7 +251,7 @@ static int parse_unsigned(struct config *cfg,
     }
     if (opt->offset == FIELD(workers))
         *(int *)dst = (int)n;
-    else if (duration || opt->offset == FIELD(max_connections))
+    else if (duration || opt->offset == FIELD(max_connections) || opt->offset == FIELD(causal_wait_max))
         *(unsigned *)dst = (unsigned)n;
     else
         *(size_t *)dst = (size_t)n;
@@ -456,9 +457,17 @@ const struct config_option config_options[] = {
       "KVSD_CAUSAL_WAIT",
       "MS",
       "0",
-      "accepted for compatibility; kvsd answers 503 at once",
+      "wait this long for a request's causal dependencies before 503 (0: at once)",
       parse_ms,
       FIELD(causal_wait_ms) },
+    { "causal-wait-max",
+      0,
+      "KVSD_CAUSAL_WAIT_MAX",
+      "N",
+      "1024",
+      "requests waiting (--causal-wait) per worker; more get 503 at once",
+      parse_size,
+      FIELD(causal_wait_max) },
     { "cluster-key",
       0,
       "KVSD_CLUSTER_KEY",

@@ -42,6 +42,7 @@ struct config {
     unsigned join_grace_ms;
     unsigned probe_interval_ms;
     unsigned causal_wait_ms;
+    unsigned causal_wait_max; /* parked requests per worker */
     unsigned request_timeout_ms;
     unsigned max_connections;
     char cluster_key[128];

@@ -24,7 +24,8 @@ struct kvsd_handler {
 static int access_log;
 
 /* The request being handled.  Handlers answer synchronously, so one per
- * worker is enough: on_req() sets it, http_send_type() counts it. */
+ * worker is enough: on_req() sets it, http_send_type() counts it.  A
+ * parked request takes it along (http_defer) and brings it back. */
 static struct {
     struct http_env *env;
     int route;
@@ -118,6 +119,21 @@ void http_send_type(h2o_req_t *req, int status, const char *type, const char *bo
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
     else
         h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+void http_defer(struct http_acct *a)
+{
+    a->env = current.env;
+    a->route = current.route;
+    a->start = current.start;
+    current.env = NULL;
+}
+
+void http_resume(const struct http_acct *a)
+{
+    current.env = a->env;
+    current.route = a->route;
+    current.start = a->start;
 }
 
 void http_body_init(h2o_req_t *req, struct http_body *b, size_t cap)

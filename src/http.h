@@ -3,10 +3,14 @@
  *
  * Handlers run inside a worker's libh2o event loop and answer
  * synchronously: reads under shm-RCU, writes under the store's writer
- * lock, never blocking on anything else.
+ * lock, never blocking on anything else.  The one exception is a kvs
+ * request parked by --causal-wait: it is answered later, from a timer of
+ * the same loop (http_kvs.c).
  */
 #ifndef KVSD_HTTP_H
 #define KVSD_HTTP_H
+
+#include <time.h>
 
 #include <h2o.h>
 
@@ -56,6 +60,23 @@ int http_method_is(h2o_req_t *req, const char *m, size_t len);
  * view changes always (when = 0). */
 void http_wake_replicator(struct http_env *env, uint32_t when);
 
+/* A request answered later (a parked kvs request): http_defer() takes the
+ * route and start time of the request being handled, so that it is not
+ * counted now; http_resume() makes them current again just before the
+ * answer, so the request is counted with its whole latency. */
+struct http_acct {
+    struct http_env *env;
+    int route;
+    struct timespec start;
+};
+void http_defer(struct http_acct *a);
+void http_resume(const struct http_acct *a);
+
+/* Set up parking of kvs requests (--causal-wait) on the worker's loop. */
+void http_kvs_init(struct http_env *env, h2o_loop_t *loop);
+/* The worker is shutting down: answer every parked request now (served if
+ * its dependencies are applied, else 503), so the drain need not wait. */
+void http_kvs_shutdown(void);
 int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen);
 int http_view(struct http_env *env, h2o_req_t *req);
 int http_internal(struct http_env *env, h2o_req_t *req, const char *path, size_t len);

@@ -101,6 +101,26 @@ static int listed(const struct view_member *m)
     return m->used && m->in_view;
 }
 
+static void causal_wait(struct out *o, const struct proc_stats *sum)
+{
+    SCALAR(o,
+           "kvsd_causal_parked_total",
+           "counter",
+           "kvs requests parked to wait for their causal dependencies (--causal-wait).",
+           "%" PRIu64,
+           sum->causal_parked);
+    head(o, "kvsd_causal_park_ended_total", "counter", "Parked kvs requests by how their wait ended.");
+    put(o, "kvsd_causal_park_ended_total{how=\"served\"} %" PRIu64 "\n", sum->causal_served);
+    put(o, "kvsd_causal_park_ended_total{how=\"timeout\"} %" PRIu64 "\n", sum->causal_timed_out);
+    put(o, "kvsd_causal_park_ended_total{how=\"disconnect\"} %" PRIu64 "\n", sum->causal_dropped);
+    SCALAR(o,
+           "kvsd_causal_park_overflow_total",
+           "counter",
+           "kvs requests answered 503 at once because their worker had the most requests parked it may.",
+           "%" PRIu64,
+           sum->causal_overflow);
+}
+
 static void peers(struct out *o, shm_t *shm, const struct proc_stats *sum)
 {
     uint32_t i, n = __atomic_load_n(&shm->view->n, __ATOMIC_ACQUIRE);
@@ -236,6 +256,7 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "%" PRIu64,
            writes_lost(shm) + sum->writes_lost_freed);
     requests(&o, sum);
+    causal_wait(&o, sum);
     peers(&o, shm, sum);
     http_send_type(req, 200, "text/plain; version=0.0.4", o.p, o.n);
     return 0;

@@ -5,15 +5,21 @@
  * validity, causal dependencies, then the operation.  GET takes no lock:
  * it reads the entry under shm-RCU and copies the value straight into the
  * response buffer.  PUT and DELETE go through store_client_write_sh(),
- * which re-checks the dependencies under the writer lock.
+ * which re-checks the dependencies under the writer lock.  A request whose
+ * dependencies are not applied yet gets 503, or with --causal-wait waits
+ * for them, parked, without blocking the worker (see "parking" below).
  */
+#include <errno.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "http.h"
 #include "json.h"
 #include "log.h"
 #include "rcu.h"
 #include "repl.h"
+#include "stats.h"
 #include "store.h"
 #include "table.h"
 #include "util.h"
@@ -265,19 +271,303 @@ static int do_write(struct http_env *env,
     return 0;
 }
 
-int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen)
-{
-    int is_get = METHOD(req, "GET"), is_put = METHOD(req, "PUT"), is_delete = METHOD(req, "DELETE");
+/* A kvs request, parsed and validated up to its causal dependencies.
+ * Its spans point into req->entity, which lives as long as the request. */
+struct kvs_req {
+    int is_get, is_put;
     char key[KEY_MAX];
     size_t klen;
     struct json_body body;
+};
+
+enum serve_result { SERVE_ANSWERED, SERVE_WAIT };
+
+struct parked;
+static void park_end(struct parked *p, uint64_t *counter);
+
+/* Resolve the request's dependencies from its body and, if they are
+ * applied here, answer it (ending its park p, if any, first).  Returns
+ * SERVE_WAIT, having sent nothing, if they are not; *d then holds them.
+ * The RCU read side is held only in here: from resolving the ids to the
+ * response, since an id is valid only as long as it is held (a parked
+ * request therefore resolves again each time it is looked at). */
+static enum serve_result try_serve(struct http_env *env, h2o_req_t *req, const struct kvs_req *k, struct deps *d,
+                                   struct parked *p)
+{
+    shm_t *shm = env->shm;
+
+    rcu_read_lock_sh(shm->rcu, env->slot);
+    if (resolve_deps(shm, k->body.metadata, d) != 0) {
+        rcu_read_unlock_sh(shm->rcu, env->slot);
+        if (p != NULL) /* cannot happen: it parsed when it was parked */
+            park_end(p, NULL);
+        http_send_lit(req, 400, E_BAD_META);
+        return SERVE_ANSWERED;
+    }
+    if (!__atomic_load_n(&shm->repl->ready, __ATOMIC_ACQUIRE) || d->unknown || !store_covers(shm, d->pair, d->n)) {
+        rcu_read_unlock_sh(shm->rcu, env->slot);
+        return SERVE_WAIT;
+    }
+    if (p != NULL)
+        park_end(p, NULL);
+    note_lost(shm, d);
+    if (k->is_get)
+        do_get(env, req, k->key, k->klen, d);
+    else
+        do_write(env, req, k->key, k->klen, k->is_put ? k->body.value : (struct json_span){ NULL, 0 },
+                 k->body.value_has_ws, d);
+    rcu_read_unlock_sh(shm->rcu, env->slot);
+    return SERVE_ANSWERED;
+}
+
+/* --- parking (--causal-wait) ---------------------------------------------
+ *
+ * A request whose dependencies are not applied here is parked: it stays
+ * in the worker's list, holding no lock and no RCU read side, until they
+ * are applied (then it is served as if it had just arrived) or the wait
+ * runs out (503).  The clock advances in other processes too (workers
+ * applying replicated batches, the replicator installing a snapshot), so
+ * while anything is parked a 1 ms tick of the worker's own loop looks at
+ * the clock: a parked request is answered within about 1 ms of its
+ * dependencies being applied, and a worker with nothing parked has no
+ * tick at all (doc/design.md, "Causal wait").
+ *
+ * The park is allocated with h2o_mem_alloc_shared() in the request's
+ * pool, so libh2o disposes of it with the request: when the connection
+ * closes under a parked request (an HTTP/2 stream reset, or the worker
+ * shutting the connection), park_dispose() unlinks it before anything
+ * can fire on it.  libh2o 2.2's HTTP/1 stops reading the socket while a
+ * request is handled and so never notices a client that hung up; the tick
+ * asks an epoll set of the parked HTTP/1 sockets (EPOLLRDHUP) instead, and
+ * ends such a request at once. */
+
+#define PARK_TICK_MS 1     /* how often parked requests look at the clock */
+#define PARK_RESOLVE_MS 10 /* ... and those with unknown incarnations or before ready resolve again */
+
+struct parked {
+    h2o_linklist_t link;        /* in parking.list while parked */
+    h2o_timeout_entry_t expire; /* --causal-wait after parking */
+    h2o_req_t *req;
+    struct http_acct acct;
+    struct kvs_req k;
+    int fd;      /* the HTTP/1 socket watched for hang-ups, or -1 */
+    int resolve; /* unknown incarnations or not ready: resolve from the body */
+    size_t n;    /* the dependencies as last resolved: a hint between ticks */
+    struct vc_pair pair[];
+};
+
+static struct {
+    struct http_env *env;
+    h2o_loop_t *loop;
+    h2o_timeout_t wait; /* --causal-wait; 0: parking is off */
+    h2o_timeout_t tick; /* PARK_TICK_MS */
+    h2o_timeout_entry_t tick_entry;
+    h2o_linklist_t list;
+    size_t n;
+    int epfd; /* hang-ups of parked HTTP/1 clients */
+    uint64_t next_resolve;
+} parking = { .epfd = -1 };
+
+static uint64_t *counter(size_t offset)
+{
+    return (uint64_t *)((char *)&parking.env->shm->stats->proc[parking.env->slot] + offset);
+}
+#define COUNT(field) stats_add(counter(offsetof(struct proc_stats, field)), 1)
+
+/* Take p out of the worker's list and timers; count how it ended
+ * (ending_counter: NULL for served, which also brings back its request
+ * accounting so the answer about to be sent is counted). */
+static void park_end(struct parked *p, uint64_t *ending_counter)
+{
+    h2o_linklist_unlink(&p->link);
+    if (h2o_timeout_is_linked(&p->expire))
+        h2o_timeout_unlink(&p->expire);
+    if (p->fd >= 0) {
+        epoll_ctl(parking.epfd, EPOLL_CTL_DEL, p->fd, NULL);
+        p->fd = -1;
+    }
+    if (--parking.n == 0 && h2o_timeout_is_linked(&parking.tick_entry))
+        h2o_timeout_unlink(&parking.tick_entry);
+    if (ending_counter != NULL) {
+        stats_add(ending_counter, 1);
+    } else {
+        COUNT(causal_served);
+        http_resume(&p->acct);
+    }
+}
+
+/* The request's pool is being cleared: if p is still parked, its client
+ * went away. */
+static void park_dispose(void *arg)
+{
+    struct parked *p = arg;
+
+    if (h2o_linklist_is_linked(&p->link))
+        park_end(p, counter(offsetof(struct proc_stats, causal_dropped)));
+}
+
+/* The dependencies as resolved, kept as a hint for the next ticks. */
+static void park_note(struct parked *p, const struct deps *d)
+{
+    p->resolve = !__atomic_load_n(&parking.env->shm->repl->ready, __ATOMIC_ACQUIRE) || d->unknown;
+    p->n = d->n;
+    memcpy(p->pair, d->pair, d->n * sizeof(d->pair[0]));
+}
+
+/* Look at p again; serve it if its dependencies are applied now. */
+static void park_check(struct parked *p)
+{
     struct deps d;
 
-    if (!is_get && !is_put && !is_delete) {
+    if (try_serve(parking.env, p->req, &p->k, &d, p) == SERVE_WAIT)
+        park_note(p, &d);
+}
+
+/* Has anything p waits for changed?  Lock-free, without the RCU read
+ * side: the ids were resolved under it and may since have been freed and
+ * reused, so a yes is only a reason to resolve again (try_serve), and a
+ * no at worst leaves the request to time out with the 503 it would have
+ * got without parking. */
+static int park_hint(const struct parked *p, int resolve_due)
+{
+    if (p->resolve)
+        return resolve_due;
+    return store_covers(parking.env->shm, p->pair, p->n);
+}
+
+static void park_hangups(void)
+{
+    struct epoll_event ev[64];
+    int i, n;
+
+    if ((n = epoll_wait(parking.epfd, ev, 64, 0)) <= 0)
+        return;
+    for (i = 0; i < n; ++i) {
+        struct parked *p = ev[i].data.ptr;
+        h2o_req_t *req = p->req;
+        park_end(p, counter(offsetof(struct proc_stats, causal_dropped)));
+        /* nobody reads this; answering lets libh2o close the connection
+         * and dispose of the request (it is not counted as a response) */
+        req->http1_is_persistent = 0;
+        http_send_lit(req, 503, E_UNSATISFIED);
+    }
+}
+
+static void park_tick(h2o_timeout_entry_t *entry)
+{
+    h2o_linklist_t todo;
+    uint64_t now = h2o_now(parking.loop);
+    int resolve_due = now >= parking.next_resolve;
+
+    (void)entry;
+    if (resolve_due)
+        parking.next_resolve = now + PARK_RESOLVE_MS;
+    park_hangups();
+    /* Move the list aside and put each request back before looking at
+     * it: whatever answering one of them disposes of (even another parked
+     * request) is simply unlinked from wherever it is. */
+    h2o_linklist_init_anchor(&todo);
+    h2o_linklist_insert_list(&todo, &parking.list);
+    while (!h2o_linklist_is_empty(&todo)) {
+        struct parked *p = H2O_STRUCT_FROM_MEMBER(struct parked, link, todo.next);
+        h2o_linklist_unlink(&p->link);
+        h2o_linklist_insert(&parking.list, &p->link);
+        if (park_hint(p, resolve_due))
+            park_check(p);
+    }
+    if (parking.n > 0 && !h2o_timeout_is_linked(&parking.tick_entry))
+        h2o_timeout_link(parking.loop, &parking.tick, &parking.tick_entry);
+}
+
+/* The wait ran out: one last look, then 503. */
+static void park_expire(h2o_timeout_entry_t *entry)
+{
+    struct parked *p = H2O_STRUCT_FROM_MEMBER(struct parked, expire, entry);
+    h2o_req_t *req = p->req;
+    struct deps d;
+
+    if (try_serve(parking.env, req, &p->k, &d, p) == SERVE_ANSWERED)
+        return;
+    park_end(p, counter(offsetof(struct proc_stats, causal_timed_out)));
+    http_resume(&p->acct);
+    http_send_lit(req, 503, E_UNSATISFIED);
+}
+
+/* Park req until its dependencies d are applied or the wait runs out.
+ * Returns -1 (nothing parked, nothing sent) at the bound. */
+static int park(h2o_req_t *req, const struct kvs_req *k, const struct deps *d)
+{
+    struct parked *p;
+    h2o_socket_t *sock;
+
+    if (parking.n >= parking.env->cfg->causal_wait_max) {
+        COUNT(causal_overflow);
+        return -1;
+    }
+    p = h2o_mem_alloc_shared(&req->pool, offsetof(struct parked, pair) + CLOCK_MAX * sizeof(p->pair[0]), park_dispose);
+    memset(p, 0, offsetof(struct parked, pair));
+    p->req = req;
+    p->k = *k;
+    p->fd = -1;
+    park_note(p, d);
+    http_defer(&p->acct);
+    h2o_linklist_insert(&parking.list, &p->link);
+    p->expire.cb = park_expire;
+    h2o_timeout_link(parking.loop, &parking.wait, &p->expire);
+    /* an HTTP/1 connection carries one request at a time: watch its
+     * socket (an HTTP/2 stream is disposed of by libh2o when reset) */
+    sock = req->version < 0x200 && req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn)
+                                                                           : NULL;
+    if (sock != NULL && parking.epfd >= 0) {
+        struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = p };
+        int fd = h2o_socket_get_fd(sock);
+        if (fd >= 0 && epoll_ctl(parking.epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+            p->fd = fd;
+    }
+    if (parking.n++ == 0)
+        h2o_timeout_link(parking.loop, &parking.tick, &parking.tick_entry);
+    COUNT(causal_parked);
+    return 0;
+}
+
+void http_kvs_init(struct http_env *env, h2o_loop_t *loop)
+{
+    parking.env = env;
+    parking.loop = loop;
+    h2o_linklist_init_anchor(&parking.list);
+    if (env->cfg->causal_wait_ms == 0)
+        return;
+    h2o_timeout_init(loop, &parking.wait, env->cfg->causal_wait_ms);
+    h2o_timeout_init(loop, &parking.tick, PARK_TICK_MS);
+    parking.tick_entry.cb = park_tick;
+    if ((parking.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        log_warn("epoll_create1: %s: clients that hang up while parked are noticed only when answered",
+                 strerror(errno));
+}
+
+void http_kvs_shutdown(void)
+{
+    while (parking.n > 0) {
+        struct parked *p = H2O_STRUCT_FROM_MEMBER(struct parked, link, parking.list.next);
+        p->req->http1_is_persistent = 0; /* the drain waits for open connections */
+        park_expire(&p->expire);
+    }
+}
+
+int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t rawlen)
+{
+    struct kvs_req k;
+    struct deps d;
+    int is_delete;
+
+    k.is_get = METHOD(req, "GET");
+    k.is_put = METHOD(req, "PUT");
+    is_delete = METHOD(req, "DELETE");
+    if (!k.is_get && !k.is_put && !is_delete) {
         http_send_lit(req, 405, E_METHOD);
         return 0;
     }
-    if ((klen = percent_decode(rawkey, rawlen, key, KEY_MAX)) > KEY_MAX) {
+    if ((k.klen = percent_decode(rawkey, rawlen, k.key, KEY_MAX)) > KEY_MAX) {
         http_send_lit(req, 400, E_TOO_LONG);
         return 0;
     }
@@ -285,36 +575,19 @@ int http_kvs(struct http_env *env, h2o_req_t *req, const char *rawkey, size_t ra
         http_send_lit(req, 413, E_TOO_LARGE);
         return 0;
     }
-    json_scan_body(req->entity.base, req->entity.len, &body);
-    if (is_put) {
-        if (!body.is_object || json_span_is_null(body.value)) {
+    json_scan_body(req->entity.base, req->entity.len, &k.body);
+    if (k.is_put) {
+        if (!k.body.is_object || json_span_is_null(k.body.value)) {
             http_send_lit(req, 400, E_NO_VALUE);
             return 0;
         }
-    } else if (!body.empty && !body.is_object) {
+    } else if (!k.body.empty && !k.body.is_object) {
         http_send_lit(req, 400, E_NOT_OBJECT);
         return 0;
     }
-    /* From here to the response, the incarnation ids in d and in entries
-     * stay valid: a freed row is reused only after every reader that
-     * could hold its id has left its read-side section. */
-    rcu_read_lock_sh(env->shm->rcu, env->slot);
-    if (resolve_deps(env->shm, body.metadata, &d) != 0) {
-        rcu_read_unlock_sh(env->shm->rcu, env->slot);
-        http_send_lit(req, 400, E_BAD_META);
+    if (try_serve(env, req, &k, &d, NULL) == SERVE_ANSWERED)
         return 0;
-    }
-    if (!__atomic_load_n(&env->shm->repl->ready, __ATOMIC_ACQUIRE) || d.unknown ||
-        !store_covers(env->shm, d.pair, d.n)) {
-        rcu_read_unlock_sh(env->shm->rcu, env->slot);
+    if (env->cfg->causal_wait_ms == 0 || park(req, &k, &d) != 0)
         http_send_lit(req, 503, E_UNSATISFIED);
-        return 0;
-    }
-    note_lost(env->shm, &d);
-    if (is_get)
-        do_get(env, req, key, klen, &d);
-    else
-        do_write(env, req, key, klen, is_put ? body.value : (struct json_span){ NULL, 0 }, body.value_has_ws, &d);
-    rcu_read_unlock_sh(env->shm->rcu, env->slot);
     return 0;
 }

@@ -143,6 +143,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     hostconf = h2o_config_register_host(&w.gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     http_register(&w.gconf, hostconf, &w.env);
     h2o_context_init(&w.ctx, h2o_evloop_create(), &w.gconf);
+    http_kvs_init(&w.env, w.ctx.loop);
     w.accept_ctx.ctx = &w.ctx;
     w.accept_ctx.hosts = w.gconf.hosts;
 
@@ -173,6 +174,7 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
         h2o_socket_read_stop(w.listener);
     h2o_socket_close(w.listener);
     h2o_context_request_shutdown(&w.ctx);
+    http_kvs_shutdown();
     deadline = now_ms() + DRAIN_MS;
     while (now_ms() < deadline && w.nconns > 0 && !h2o_linklist_is_empty(&w.ctx.http1._conns))
         h2o_evloop_run(w.ctx.loop, 10);
