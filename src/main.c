@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "datadir.h"
 #include "log.h"
 #include "master.h"
 
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
         printf("kvsd %s\n", PACKAGE_VERSION);
         return 0;
     }
+    if (cfg.check_data[0] != '\0')
+        return datadir_check(cfg.check_data, stdout);
     if (cfg.check_only) {
         printf("kvsd: configuration OK: %s, view of %zu, %d workers, %zu MiB\n",
                cfg.address,
