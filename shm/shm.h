@@ -82,6 +82,7 @@ typedef struct shm {
         uint64_t log_bytes;
         uint64_t bytes_written;
         uint64_t fsyncs;
+        uint64_t fsync_us_sum;
         uint64_t fsync_us[8]; /* histogram: <=100us, 1ms, 5ms, 10ms, 50ms, 100ms, 1s, more */
         uint64_t snapshots;
         uint64_t errors;

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "persist.h"
 #include "rcu.h"
 #include "store.h"
 #include "table.h"
@@ -27,6 +28,83 @@
 #define E_FULL "{\"error\": \"Store is full\"}"
 #define E_METHOD "{\"error\": \"Method not allowed\"}"
 #define E_TOO_LARGE "{\"error\": \"Request body too large\"}"
+#define E_DISK "{\"error\": \"Data directory not writable; writes refused\"}"
+#define E_NOT_DURABLE "{\"error\": \"Write applied but not yet on disk\"}"
+
+/*
+ * --fsync always: a write's response waits, parked, until the persister
+ * has fsynced its record (shm->persist_synced reaches the log head we saw
+ * after writing, which covers our record).  The worker's loop never
+ * blocks: a 1 ms timer, linked only while something is parked, checks the
+ * position and sends the responses whose records are on disk.  One fsync
+ * in the persister answers every write it covers (group commit).  The
+ * write is applied (and may be replicated) before it is durable here,
+ * like a Redis write under appendfsync always; a parked request that
+ * waits longer than --request-timeout gets 503 instead of its result.
+ */
+struct parked {
+    h2o_req_t *req;
+    int status;
+    const char *body;
+    size_t len;
+    uint64_t pos;
+    uint64_t deadline_ms;
+    struct parked *next;
+};
+
+static struct {
+    shm_t *shm;
+    h2o_loop_t *loop;
+    h2o_timeout_t timeout;
+    h2o_timeout_entry_t entry;
+    struct parked *head;
+} park;
+
+static void park_check(h2o_timeout_entry_t *entry)
+{
+    struct parked **pp = &park.head;
+    uint64_t now = now_ms();
+
+    (void)entry;
+    while (*pp != NULL) {
+        struct parked *pk = *pp;
+        if (persist_synced(park.shm, pk->pos)) {
+            *pp = pk->next;
+            http_send(pk->req, pk->status, pk->body, pk->len);
+        } else if (now >= pk->deadline_ms) {
+            *pp = pk->next;
+            http_send_lit(pk->req, 503, E_NOT_DURABLE);
+        } else {
+            pp = &pk->next;
+        }
+    }
+    if (park.head != NULL)
+        h2o_timeout_link(park.loop, &park.timeout, &park.entry);
+}
+
+/* Send now, or park until the write's record is on disk. */
+static void send_durable(struct http_env *env, h2o_req_t *req, int status, struct http_body *b)
+{
+    struct parked *pk;
+    uint64_t pos;
+
+    if (!env->shm->persist_enabled || env->cfg->fsync_mode != FSYNC_ALWAYS || b->broken ||
+        persist_synced(env->shm, pos = rlog_head(env->shm->rlog))) {
+        http_body_send(req, status, b);
+        return;
+    }
+    if (park.loop == NULL) {
+        park.shm = env->shm;
+        park.loop = req->conn->ctx->loop;
+        h2o_timeout_init(park.loop, &park.timeout, 1);
+        park.entry.cb = park_check;
+    }
+    pk = h2o_mem_alloc_pool(&req->pool, sizeof(*pk));
+    *pk = (struct parked){ req, status, b->p, b->len, pos, now_ms() + env->cfg->request_timeout_ms, park.head };
+    park.head = pk;
+    if (!h2o_timeout_is_linked(&park.entry))
+        h2o_timeout_link(park.loop, &park.timeout, &park.entry);
+}
 
 /* The client's dependencies, resolved to local incarnation ids. */
 struct deps {
@@ -176,7 +254,7 @@ static void send_result(struct http_env *env,
     http_body_lit(&b, mid);
     put_clock(&b, env->shm, c, ninc);
     http_body_lit(&b, "}");
-    http_body_send(req, status, &b);
+    send_durable(env, req, status, &b);
 }
 
 static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t klen, const struct deps *d)
@@ -231,6 +309,10 @@ static int do_write(struct http_env *env,
     uint64_t c[CLOCK_MAX];
     char *compact;
 
+    if (__atomic_load_n(&env->shm->persist_failed, __ATOMIC_ACQUIRE)) {
+        http_send_lit(req, 507, E_DISK); /* the persister logged why; reads go on */
+        return 0;
+    }
     /* the store copies the value; compact it first only if it needs it */
     if (value.p != NULL && has_ws) {
         compact = h2o_mem_alloc_pool(&req->pool, value.len);

@@ -105,6 +105,7 @@ static void note_fsync_latency(uint64_t us)
         ++i;
     __atomic_add_fetch(&p.shm->persist.fsync_us[i], 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&p.shm->persist.fsyncs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p.shm->persist.fsync_us_sum, us, __ATOMIC_RELAXED);
 }
 
 static uint64_t now_us(void)
