@@ -66,6 +66,15 @@ def missing(r, acked):
     return bad
 
 
+def crash(*replicas):
+    """SIGKILL every process of every replica at once; wait until all are gone."""
+    for x in replicas:
+        x._signal_group(9)
+    for x in replicas:
+        x.wait(5)
+        wait_until(lambda: not x.group(), 5)
+
+
 def check_ok(r):
     resp = request(r, "GET", "/internal/check", timeout=30)
     return resp.status == 200
@@ -82,7 +91,7 @@ d1 = os.path.join(base, "d190")
 r = replica("127.0.0.190", d1, "always").wait_ready(10)
 ts, acked = load([r], 1.5, "a")
 time.sleep(1.0)
-r.kill()  # the whole process group, mid-load
+crash(r)  # the whole process group, mid-load
 for t in ts:
     t.join()
 diag("%d writes acknowledged before the kill" % len(acked))
@@ -102,6 +111,24 @@ ok(p.returncode == EX_CONFIG and str(r.master_pid) in p.stderr,
    "status %r stderr %r" % (p.returncode, p.stderr[-300:]))
 is_(r.stop(10), 0, "SIGTERM: exit 0")
 
+# --- compaction: the log outgrows the data, a new generation replaces it ----------------
+d3 = os.path.join(base, "d190c")
+r = replica("127.0.0.190", d3, "always").wait_ready(10)
+for i in range(1200):  # 10 keys overwritten: ~12 MB of log for ~100 KB of data
+    put(r, "k%d" % (i % 10), "z" * 10000 + str(i))
+m = request(r, "GET", "/metrics").raw.decode()
+snaps = [int(l.split()[1]) for l in m.splitlines() if l.startswith("kvsd_persist_snapshots_total")]
+ok(snaps and snaps[0] >= 2, "the grown log was compacted into a new snapshot (%r snapshots)" % snaps)
+ok(sorted(f for f in os.listdir(d3) if not f.endswith(".tmp")) in (["LOCK", "log.2", "snapshot.2"],
+                                                                 ["LOCK", "log.3", "snapshot.3"]),
+   "only the newest generation is kept", repr(os.listdir(d3)))
+crash(r)
+r = replica("127.0.0.190", d3, "always").wait_ready(10)
+ok(all(request(r, "GET", "/kvs/k%d" % j).json.get("value", "").endswith(str(1190 + j)) for j in range(10)),
+   "after compaction and kill -9 every key has its last value")
+ok(check_ok(r), "/internal/check ok")
+r.stop(10)
+
 # --- everysec: acknowledged > 2 s before the kill survives -----------------------------
 d2 = os.path.join(base, "d192")
 r = replica("127.0.0.192", d2, "everysec").wait_ready(10)
@@ -112,7 +139,7 @@ for i in range(300):
 time.sleep(2.2)
 for i in range(100):
     put(r, "late%d" % i, i)
-r.kill()
+crash(r)
 r = replica("127.0.0.192", d2, "everysec").wait_ready(10)
 bad = missing(r, early)
 ok(len(early) == 300 and not bad, "everysec: writes acknowledged > 2 s before kill -9 survive", "missing %r" % bad[:10])
@@ -169,10 +196,7 @@ for x in rs:
     x.wait_ready(20)
 ts, acked = load(rs, 2.0, "c")
 time.sleep(1.2)
-for x in rs:
-    x._signal_group(9)
-for x in rs:
-    x.wait(5)
+crash(*rs)
 for t in ts:
     t.join()
 diag("%d cluster writes acknowledged before the kill" % len(acked))
