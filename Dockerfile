@@ -19,7 +19,8 @@ RUN apt-get update \
         libh2o-evloop0.13 libssl3 libjansson4 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 8090 --user-group --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin kvsd
+        --shell /usr/sbin/nologin kvsd \
+ && install -d -o kvsd -g kvsd -m 0750 /var/lib/kvsd
 COPY --from=build /out/ /
 USER kvsd:kvsd
 EXPOSE 8090

@@ -47,6 +47,7 @@ void rlog_init(struct rlog_sh *rlog, void *ring, size_t ring_bytes)
     memset(rlog, 0, sizeof(*rlog));
     rlog->ring = ring;
     rlog->size = ring_bytes & ~(size_t)(RLOG_ALIGN - 1);
+    rlog->keep_from = UINT64_MAX;
 }
 
 static uint64_t rec_len(const struct rlog_rec *hdr)
@@ -63,8 +64,10 @@ static void fold_tail_clock_sh(struct rlog_sh *rlog, const struct rlog_rec *r)
 /* Writer lock held.  Advance tail to the first record at or past until. */
 static void drop_before_sh(struct rlog_sh *rlog, uint64_t until)
 {
-    uint64_t tail = rlog->tail;
+    uint64_t tail = rlog->tail, keep = __atomic_load_n(&rlog->keep_from, __ATOMIC_ACQUIRE);
 
+    if (until > keep)
+        until = keep; /* not yet persisted: rlog_room_sh() refused writes that would need it */
     while (tail < until && tail < rlog->head) {
         const struct rlog_rec *r = (const struct rlog_rec *)(rlog->ring + tail % rlog->size);
         if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 ||

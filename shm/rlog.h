@@ -52,6 +52,11 @@ struct rlog_sh {
     uint64_t tail;    /* oldest valid record */
     uint64_t records; /* appended, ever */
     uint64_t tail_clock[CLOCK_MAX];
+    /* The oldest position the ring must keep (records not yet in the
+     * data directory's log); UINT64_MAX without --data-dir.  Written by
+     * the persister (release), read by the writer: the tail never moves
+     * past it, and a write whose record would need it to gets 507. */
+    uint64_t keep_from;
 };
 
 size_t rlog_size(size_t ring_bytes);
@@ -73,6 +78,15 @@ static inline uint64_t rlog_head(const struct rlog_sh *rlog)
 static inline uint64_t rlog_tail(const struct rlog_sh *rlog)
 {
     return __atomic_load_n(&rlog->tail, __ATOMIC_ACQUIRE);
+}
+
+/* Writer lock held: 1 if a record of len bytes can be appended without
+ * dropping records before keep_from (counting the worst-case pad). */
+static inline int rlog_room_sh(const struct rlog_sh *rlog, uint64_t len)
+{
+    uint64_t keep = __atomic_load_n(&rlog->keep_from, __ATOMIC_ACQUIRE);
+
+    return keep == UINT64_MAX || rlog->head + 2 * len <= keep + rlog->size;
 }
 
 /* Lock-free.  Copy the record at *pos into buf (bufsize bytes) and advance

@@ -54,6 +54,27 @@ typedef struct shm {
     /* Set by the master before fork, read-only afterwards. */
     int wake_fd; /* eventfd: writers poke the replicator (repl.h says when) */
 
+    /* Durability (--data-dir, src/persist.c).  persist_enabled is set by
+     * the master before fork; installs is bumped under the writer lock by
+     * store_install_sh(); everything else is written by the persister
+     * only (relaxed/release stores) and read by anyone. */
+    uint32_t persist_enabled;
+    uint32_t persist_failed;  /* the last write or fsync to the data dir failed */
+    uint64_t installs;        /* state transfers installed, ever */
+    uint64_t persist_written; /* rlog position: records before it are in the log file */
+    uint64_t persist_synced;  /* ... and on disk */
+    struct persist_stats {
+        uint64_t snapshot_wall_ms; /* last snapshot finished (Unix ms) */
+        uint64_t snapshot_bytes;
+        uint64_t log_bytes;
+        uint64_t bytes_written;
+        uint64_t fsyncs;
+        uint64_t fsync_us_sum;
+        uint64_t fsync_us[8]; /* histogram: <=100us, 1ms, 5ms, 10ms, 50ms, 100ms, 1s, more */
+        uint64_t snapshots;
+        uint64_t errors;
+    } persist;
+
     struct lock_sh *lock;
     struct rcu_sh *rcu;
     struct arena_sh *arena;

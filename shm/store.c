@@ -225,6 +225,8 @@ static enum store_result write_locked(shm_t *shm, const struct store_record *rec
         return STORE_FULL;
     if (sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen + 16 > shm->rlog->size / 2)
         return STORE_FULL;
+    if (!rlog_room_sh(shm->rlog, sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen + 8))
+        return STORE_FULL; /* the ring is full of records the persister has not written yet */
     if ((e = table_entry_new_sh(shm->arena, rec->key, rec->klen, vlen)) == NULL)
         return STORE_FULL;
     e->lamport = rec->lamport;
@@ -660,6 +662,7 @@ static void install_finish(shm_t *shm, struct install_intent *in)
     for (id = 0; id < in->ninc; ++id)
         clock_advance_sh(shm->clock, id, in->clock[id]);
     rlog_mark_installed_sh(shm->rlog, in->clock, in->ninc);
+    __atomic_add_fetch(&shm->installs, 1, __ATOMIC_RELEASE); /* the persister snapshots it */
     /* absolute values: right whatever a killed attempt had counted */
     table_foreach_sh(shm->table, census, counts);
     shm->table->nlive = counts[0];

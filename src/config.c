@@ -193,7 +193,7 @@ static const struct range ranges[] = {
     { "max-body", 256, 1ULL << 30 }, { "peer-timeout", 10, 600000 },      { "heartbeat", 10, 600000 },
     { "readmit-delay", 0, 3600000 }, { "join-grace", 0, 3600000 },        { "probe-interval", 10, 600000 },
     { "causal-wait", 0, 10000 },     { "request-timeout", 100, 3600000 }, { "max-connections", 1, 1000000 },
-    { "causal-wait-max", 1, 65536 },
+    { "causal-wait-max", 1, 65536 }, { "compact-ratio", 2, 1000 },
 };
 
 /* n the way a user writes it: sizes with the largest K/M/G/T suffix that
@@ -251,7 +251,8 @@ static int parse_unsigned(struct config *cfg,
     }
     if (opt->offset == FIELD(workers))
         *(int *)dst = (int)n;
-    else if (duration || opt->offset == FIELD(max_connections) || opt->offset == FIELD(causal_wait_max))
+    else if (duration || opt->offset == FIELD(max_connections) || opt->offset == FIELD(causal_wait_max) ||
+             opt->offset == FIELD(compact_ratio))
         *(unsigned *)dst = (unsigned)n;
     else
         *(size_t *)dst = (size_t)n;
@@ -318,13 +319,27 @@ static int parse_log_format(struct config *cfg,
 static int parse_string(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
 {
     char *dst = (char *)cfg + opt->offset;
-    size_t cap = opt->offset == FIELD(log_file) ? sizeof(cfg->log_file) : sizeof(cfg->cluster_key);
+    size_t cap = opt->offset == FIELD(log_file)     ? sizeof(cfg->log_file)
+                 : opt->offset == FIELD(data_dir)   ? sizeof(cfg->data_dir)
+                 : opt->offset == FIELD(check_data) ? sizeof(cfg->check_data)
+                                                    : sizeof(cfg->cluster_key);
 
     if (strlen(val) >= cap) {
         snprintf(err, errlen, "%s is longer than %zu bytes", source, cap - 1);
         return -1;
     }
     strcpy(dst, val);
+    return 0;
+}
+
+const char *const config_fsync_names[] = { "always", "everysec", "no", NULL };
+
+static int parse_fsync(struct config *cfg, const struct config_option *opt, const char *val, char *err, size_t errlen)
+{
+    if (parse_enum(val, config_fsync_names, &cfg->fsync_mode) != 0) {
+        snprintf(err, errlen, "invalid --fsync '%s': expected always, everysec or no", val);
+        return -1;
+    }
     return 0;
 }
 
@@ -476,6 +491,39 @@ const struct config_option config_options[] = {
       "shared secret required on /internal/ requests",
       parse_string,
       FIELD(cluster_key) },
+    /* durability (issue 15): see persist.c and doc/design.md */
+    { "data-dir",
+      0,
+      "KVSD_DATA_DIR",
+      "DIR",
+      "",
+      "keep a log and snapshots of the store in DIR (default: memory only)",
+      parse_string,
+      FIELD(data_dir) },
+    { "fsync",
+      0,
+      "KVSD_FSYNC",
+      "MODE",
+      "everysec",
+      "with --data-dir: always (ack after fsync), everysec or no",
+      parse_fsync,
+      FIELD(fsync_mode) },
+    { "compact-ratio",
+      0,
+      "KVSD_COMPACT_RATIO",
+      "N",
+      "2",
+      "with --data-dir: snapshot when the log is N times the last snapshot",
+      parse_size,
+      FIELD(compact_ratio) },
+    { "check-data",
+      0,
+      NULL,
+      "DIR",
+      "",
+      "verify the data directory DIR offline, print what it holds and exit",
+      parse_string,
+      FIELD(check_data) },
     { "log-level",
       0,
       "KVSD_LOG_LEVEL",
@@ -630,7 +678,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         if (apply(cfg, opt, val, err, errlen) != 0)
             return -1;
     }
-    if (cfg->show_help || cfg->show_version)
+    if (cfg->show_help || cfg->show_version || cfg->check_data[0] != '\0')
         return 0;
 
     if (cfg->address[0] == '\0') {

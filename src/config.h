@@ -19,9 +19,13 @@
 /* --access-log: off, every request but /internal/ ones, or all */
 enum { ACCESS_LOG_OFF = 0, ACCESS_LOG_ON, ACCESS_LOG_ALL };
 
-/* Every worker and the replicator own one of the SHM_MAX_PROCS process
- * slots (RCU reader slot, stats slot, the master's child table). */
-#define WORKERS_MAX (SHM_MAX_PROCS - 1)
+/* Every worker, the replicator and the persister own one of the
+ * SHM_MAX_PROCS process slots (RCU reader slot, stats slot, the master's
+ * child table): workers 0..N-1, the replicator N, the persister N+1. */
+#define WORKERS_MAX (SHM_MAX_PROCS - 2)
+
+/* --fsync: Redis's appendfsync meanings. */
+enum fsync_mode { FSYNC_ALWAYS = 0, FSYNC_EVERYSEC, FSYNC_NO };
 
 struct config {
     char address[ADDR_MAX]; /* this replica, IP:PORT */
@@ -47,6 +51,10 @@ struct config {
     unsigned max_connections;
     char cluster_key[128];
     double start_time; /* when the master started, Unix seconds (main.c) */
+    char data_dir[256]; /* "" : memory only */
+    int fsync_mode;     /* enum fsync_mode */
+    unsigned compact_ratio; /* compact when the log exceeds this many times the snapshot */
+    char check_data[256]; /* --check-data DIR: verify offline and exit */
     int check_only;    /* -n */
     int show_help;    /* --help */
     int show_version; /* --version */
@@ -66,6 +74,7 @@ struct config_option {
 };
 
 extern const struct config_option config_options[];
+extern const char *const config_fsync_names[];
 extern const size_t config_noptions;
 
 /* Fill cfg from defaults, then environ, then argv.  Returns 0, or -1 with a

@@ -160,6 +160,36 @@ static uint64_t writes_lost(shm_t *shm)
     return lost;
 }
 
+/* --data-dir: the persister's state (shm->persist, written by it alone). */
+static void persist_metrics(struct out *o, shm_t *shm)
+{
+    static const char *const le[8] = { "0.0001", "0.001", "0.005", "0.01", "0.05", "0.1", "1", "+Inf" };
+    const struct persist_stats *ps = &shm->persist;
+    uint64_t cum = 0;
+    int i;
+
+    SCALAR(o, "kvsd_persist_failed", "gauge", "1 while the data directory cannot be written (writes get 507).", "%u",
+           __atomic_load_n(&shm->persist_failed, __ATOMIC_ACQUIRE));
+    SCALAR(o, "kvsd_persist_errors_total", "counter", "Failed writes or fsyncs to the data directory.", "%" PRIu64,
+           ps->errors);
+    SCALAR(o, "kvsd_persist_log_bytes", "gauge", "Size of the current log file.", "%" PRIu64, ps->log_bytes);
+    SCALAR(o, "kvsd_persist_snapshot_bytes", "gauge", "Size of the last snapshot.", "%" PRIu64, ps->snapshot_bytes);
+    SCALAR(o, "kvsd_persist_snapshot_time_seconds", "gauge", "When the last snapshot was finished (Unix time).",
+           "%.3f", (double)ps->snapshot_wall_ms / 1000.0);
+    SCALAR(o, "kvsd_persist_snapshots_total", "counter", "Snapshots written.", "%" PRIu64, ps->snapshots);
+    SCALAR(o, "kvsd_persist_written_bytes_total", "counter", "Bytes written to the data directory.", "%" PRIu64,
+           ps->bytes_written);
+    SCALAR(o, "kvsd_persist_lag_bytes", "gauge", "Replication log bytes not yet written to disk.", "%" PRIu64,
+           rlog_head(shm->rlog) - __atomic_load_n(&shm->persist_written, __ATOMIC_ACQUIRE));
+    head(o, "kvsd_persist_fsync_seconds", "histogram", "fsync latency of the data directory's files.");
+    for (i = 0; i < 8; ++i) {
+        cum += ps->fsync_us[i];
+        put(o, "kvsd_persist_fsync_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", le[i], cum);
+    }
+    put(o, "kvsd_persist_fsync_seconds_sum %.6f\n", (double)ps->fsync_us_sum / 1e6);
+    put(o, "kvsd_persist_fsync_seconds_count %" PRIu64 "\n", cum);
+}
+
 static int metrics(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
@@ -191,6 +221,8 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "Records appended to the replication log.",
            "%" PRIu64,
            shm->rlog->records);
+    if (shm->persist_enabled)
+        persist_metrics(&o, shm);
     SCALAR(&o,
            "kvsd_lock_recoveries_total",
            "counter",
@@ -280,7 +312,8 @@ int http_health(struct http_env *env, h2o_req_t *req, const char *path, size_t l
         return 0;
     }
     if (len == 6 && memcmp(path, "/ready", 6) == 0) {
-        if (__atomic_load_n(&env->shm->repl->ready, __ATOMIC_ACQUIRE))
+        if (__atomic_load_n(&env->shm->repl->ready, __ATOMIC_ACQUIRE) &&
+            !__atomic_load_n(&env->shm->persist_failed, __ATOMIC_ACQUIRE))
             http_send_lit(req, 200, "{\"status\": \"ready\"}");
         else
             http_send_lit(req, 503, "{\"status\": \"not ready\"}");

@@ -17,6 +17,7 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "persist.h"
 #include "rcu.h"
 #include "repl.h"
 #include "stats.h"
@@ -34,6 +35,93 @@
 #define E_FULL "{\"error\": \"Store is full\"}"
 #define E_METHOD "{\"error\": \"Method not allowed\"}"
 #define E_TOO_LARGE "{\"error\": \"Request body too large\"}"
+#define E_DISK "{\"error\": \"Data directory not writable; writes refused\"}"
+#define E_NOT_DURABLE "{\"error\": \"Write applied but not yet on disk\"}"
+
+/*
+ * --fsync always: a write's response waits, parked, until the persister
+ * has fsynced its record (shm->persist_synced reaches the log head we saw
+ * after writing, which covers our record).  The worker's loop never
+ * blocks: a 1 ms timer, linked only while something is parked, checks the
+ * position and sends the responses whose records are on disk.  One fsync
+ * in the persister answers every write it covers (group commit).  The
+ * write is applied (and may be replicated) before it is durable here,
+ * like a Redis write under appendfsync always; a parked request that
+ * waits longer than --request-timeout gets 503 instead of its result.
+ */
+struct durable {
+    h2o_linklist_t link; /* in durable_q.list while waiting */
+    h2o_req_t *req;
+    int status;
+    const char *body;
+    size_t len;
+    uint64_t pos;
+    uint64_t deadline_ms;
+};
+
+static struct {
+    shm_t *shm;
+    h2o_loop_t *loop;
+    h2o_timeout_t timeout;
+    h2o_timeout_entry_t entry;
+    h2o_linklist_t list;
+} durable_q;
+
+static void durable_check(h2o_timeout_entry_t *entry)
+{
+    h2o_linklist_t *node, *next;
+    uint64_t now = now_ms();
+
+    (void)entry;
+    for (node = durable_q.list.next; node != &durable_q.list; node = next) {
+        struct durable *dw = H2O_STRUCT_FROM_MEMBER(struct durable, link, node);
+        next = node->next;
+        if (persist_synced(durable_q.shm, dw->pos)) {
+            h2o_linklist_unlink(&dw->link);
+            http_send(dw->req, dw->status, dw->body, dw->len);
+        } else if (now >= dw->deadline_ms) {
+            h2o_linklist_unlink(&dw->link);
+            http_send_lit(dw->req, 503, E_NOT_DURABLE);
+        }
+    }
+    if (!h2o_linklist_is_empty(&durable_q.list))
+        h2o_timeout_link(durable_q.loop, &durable_q.timeout, &durable_q.entry);
+}
+
+/* The request is being disposed of (its client went away) while waiting. */
+static void durable_dispose(void *arg)
+{
+    struct durable *dw = arg;
+
+    if (h2o_linklist_is_linked(&dw->link))
+        h2o_linklist_unlink(&dw->link);
+}
+
+/* Send now, or park until the write's record is on disk. */
+static void send_durable(struct http_env *env, h2o_req_t *req, int status, struct http_body *b)
+{
+    struct durable *dw;
+    uint64_t pos;
+
+    if (!env->shm->persist_enabled || env->cfg->fsync_mode != FSYNC_ALWAYS || b->broken ||
+        persist_synced(env->shm, pos = rlog_head(env->shm->rlog))) {
+        http_body_send(req, status, b);
+        return;
+    }
+    if (durable_q.loop == NULL) {
+        durable_q.shm = env->shm;
+        durable_q.loop = req->conn->ctx->loop;
+        h2o_timeout_init(durable_q.loop, &durable_q.timeout, 1);
+        durable_q.entry.cb = durable_check;
+        h2o_linklist_init_anchor(&durable_q.list);
+    }
+    /* in the request's pool: disposed of with it, unlinking itself first */
+    dw = h2o_mem_alloc_shared(&req->pool, sizeof(*dw), durable_dispose);
+    *dw = (struct durable){ { NULL, NULL }, req, status, b->p, b->len, pos, now_ms() + env->cfg->request_timeout_ms };
+    h2o_linklist_insert(&durable_q.list, &dw->link);
+    if (!h2o_timeout_is_linked(&durable_q.entry))
+        h2o_timeout_link(durable_q.loop, &durable_q.timeout, &durable_q.entry);
+}
 
 /* The client's dependencies, resolved to local incarnation ids. */
 struct deps {
@@ -183,7 +271,7 @@ static void send_result(struct http_env *env,
     http_body_lit(&b, mid);
     put_clock(&b, env->shm, c, ninc);
     http_body_lit(&b, "}");
-    http_body_send(req, status, &b);
+    send_durable(env, req, status, &b);
 }
 
 static int do_get(struct http_env *env, h2o_req_t *req, const char *key, size_t klen, const struct deps *d)
@@ -238,6 +326,10 @@ static int do_write(struct http_env *env,
     uint64_t c[CLOCK_MAX];
     char *compact;
 
+    if (__atomic_load_n(&env->shm->persist_failed, __ATOMIC_ACQUIRE)) {
+        http_send_lit(req, 507, E_DISK); /* the persister logged why; reads go on */
+        return 0;
+    }
     /* the store copies the value; compact it first only if it needs it */
     if (value.p != NULL && has_ws) {
         compact = h2o_mem_alloc_pool(&req->pool, value.len);

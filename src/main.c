@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "datadir.h"
 #include "log.h"
 #include "master.h"
 
@@ -27,6 +28,8 @@ int main(int argc, char **argv)
         printf("kvsd %s\n", PACKAGE_VERSION);
         return 0;
     }
+    if (cfg.check_data[0] != '\0')
+        return datadir_check(cfg.check_data, stdout);
     if (config_check_system(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "kvsd: %s\n", err);
         return EX_CONFIG_;

@@ -18,10 +18,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "lock.h"
 #include "log.h"
 #include "master.h"
 #include "notify.h"
+#include "persist.h"
 #include "rcu.h"
 #include "repl.h"
 #include "replicator.h"
@@ -36,7 +38,7 @@
 #define CRASH_WINDOW_MS 1000 /* a child dying sooner than this is backed off */
 #define RESPAWN_BACKOFF_MS 500
 
-enum role { ROLE_WORKER, ROLE_REPLICATOR };
+enum role { ROLE_WORKER, ROLE_REPLICATOR, ROLE_PERSISTER };
 
 struct child {
     pid_t pid;
@@ -69,6 +71,8 @@ static void spawn(struct child *c)
             fatalx("%s", why);
         if (c->role == ROLE_WORKER)
             worker_main(m.shm, m.cfg, c->index, c->slot);
+        if (c->role == ROLE_PERSISTER)
+            persister_main(m.shm, m.cfg, c->slot);
         replicator_main(m.shm, m.cfg, c->slot);
     }
     c->pid = pid;
@@ -81,6 +85,8 @@ static const char *child_name(const struct child *c, char *buf, size_t len)
 {
     if (c->role == ROLE_REPLICATOR)
         return "replicator";
+    if (c->role == ROLE_PERSISTER)
+        return "persister";
     snprintf(buf, len, "worker[%d]", c->index);
     return buf;
 }
@@ -180,6 +186,20 @@ static shm_t *create_store(const struct config *cfg)
     return shm;
 }
 
+/* --data-dir: lock it, load what it holds, and make the ring keep every
+ * record until the persister has written it. */
+static void open_data_dir(const struct config *cfg, shm_t *shm)
+{
+    char err[512];
+
+    if (datadir_lock(cfg->data_dir, err, sizeof(err)) == -1 || datadir_recover(shm, cfg->data_dir, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        exit(EX_CONFIG_);
+    }
+    shm->persist_enabled = 1;
+    __atomic_store_n(&shm->rlog->keep_from, rlog_head(shm->rlog), __ATOMIC_RELEASE);
+}
+
 int master_main(const struct config *cfg)
 {
     sigset_t set;
@@ -199,10 +219,13 @@ int master_main(const struct config *cfg)
 
     /* config_load() bounds --workers; this is the table that would
      * overflow if it did not (and the RCU and stats slots after it) */
-    if (cfg->workers < 1 || cfg->workers + 1 > (int)(sizeof(m.child) / sizeof(m.child[0])))
-        fatalx("%d workers and the replicator do not fit in %d process slots", cfg->workers, SHM_MAX_PROCS);
+    if (cfg->workers < 1 || cfg->workers + 2 > (int)(sizeof(m.child) / sizeof(m.child[0])))
+        fatalx("%d workers, the replicator and the persister do not fit in %d process slots", cfg->workers,
+               SHM_MAX_PROCS);
     m.cfg = cfg;
     m.shm = create_store(cfg);
+    if (cfg->data_dir[0] != '\0')
+        open_data_dir(cfg, m.shm);
     if (config_internal_exposed(cfg))
         log_warn("listening on %s, not a loopback address, without --cluster-key: anyone who can reach it can "
                  "write to /internal/ (set --cluster-key on every replica)",
@@ -219,6 +242,8 @@ int master_main(const struct config *cfg)
     for (i = 0; i < cfg->workers; ++i)
         m.child[m.nchild++] = (struct child){ 0, ROLE_WORKER, i, i, 0, 0 };
     m.child[m.nchild++] = (struct child){ 0, ROLE_REPLICATOR, 0, cfg->workers, 0, 0 };
+    if (m.shm->persist_enabled) /* the last process slot: WORKERS_MAX leaves it */
+        m.child[m.nchild++] = (struct child){ 0, ROLE_PERSISTER, 0, cfg->workers + 1, 0, 0 };
     for (i = 0; i < m.nchild; ++i)
         spawn(&m.child[i]);
     log_info("kvsd %s serving %s (listening on %s) with %d workers, %zu MiB store, view of %zu",

@@ -303,15 +303,25 @@ static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t se
     ++p->nscan;
 }
 
-/* Does the peer's acked clock cover everything that fell off our log? */
+/* Does the peer's acked clock cover everything that fell off our log?
+ * A settled life's writes past final_seq are dead, but those up to it
+ * are real: a peer lacking them that our log cannot give them to (they
+ * came from our data directory, or fell off) needs a snapshot too. */
 static int log_covers_peer(struct replicator *r, struct peer *p)
 {
     const struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
-    uint32_t i, ninc = r->shm->clock->ninc;
+    const struct clock_sh *clock = r->shm->clock;
+    uint32_t i, ninc = clock->ninc;
 
-    for (i = 0; i < ninc; ++i)
-        if (r->shm->rlog->tail_clock[i] > m->acked[i] && !(r->shm->clock->inc[i].flags & INC_FINAL))
+    for (i = 0; i < ninc; ++i) {
+        uint64_t need = r->shm->rlog->tail_clock[i];
+        if (clock->inc[i].flags & INC_FOLDED)
+            continue;
+        if ((clock->inc[i].flags & INC_FINAL) && clock->inc[i].final_seq < need)
+            need = clock->inc[i].final_seq;
+        if (need > m->acked[i])
             return 0;
+    }
     return 1;
 }
 

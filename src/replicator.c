@@ -452,6 +452,8 @@ static void reclaim_stale(struct replicator *r)
             lock_acquire_sh(r->shm->lock);
             rlog_trim_sh(r->shm->rlog, fold_pos);
             lock_release_sh(r->shm->lock);
+            if (rlog_tail(r->shm->rlog) < fold_pos)
+                continue; /* the persister has not written them yet (rlog keep_from) */
         }
         free_row(r, id);
     }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""--workers at its bound: every worker and the replicator own one of the
-128 process slots (the master's child table, the RCU reader table, the
-stats table), so 127 workers is the maximum.  kvsd with 127 workers serves,
+"""--workers at its bound: every worker, the replicator and the persister
+(with --data-dir) own one of the 128 process slots (the master's child
+table, the RCU reader table, the stats table), so 126 workers is the
+maximum.  kvsd with 126 workers serves,
 counts every worker's requests and respawns the child in the last slot;
---workers 128 (flag or KVSD_WORKERS) is a one-line config error, exit 78,
+--workers 127 (flag or KVSD_WORKERS) is a one-line config error, exit 78,
 naming its source and the range.
 Addresses: 127.0.0.150 (127.0.0.151 only for `kvsd -n`)."""
 
@@ -13,7 +14,7 @@ import signal
 from kvstest import (Replica, run_kvsd, request, ok, is_, done, diag, wait_until,
                      EX_CONFIG)
 
-MAX = 127
+MAX = 126
 A150, A151 = "127.0.0.150:8090", "127.0.0.151:8090"
 
 
