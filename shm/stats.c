@@ -40,8 +40,8 @@ void stats_request(struct stats_sh *stats, int slot, int route, int status, uint
     for (b = 0; b < STATS_LAT_BUCKETS - 1; ++b)
         if ((double)latency_us <= stat_latency_bounds[b] * 1e6)
             break;
-    stats_add(&p->latency[b], 1);
-    stats_add(&p->latency_sum_us, latency_us);
+    stats_add(&p->latency[route][b], 1);
+    stats_add(&p->latency_sum_us[route], latency_us);
 }
 
 void stats_sum(const struct stats_sh *stats, struct proc_stats *out)

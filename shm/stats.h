@@ -36,8 +36,8 @@ extern const double stat_latency_bounds[STATS_LAT_BUCKETS]; /* seconds; last is 
 
 struct proc_stats {
     uint64_t requests[ROUTE_N][ST_N];
-    uint64_t latency[STATS_LAT_BUCKETS]; /* non-cumulative bucket counts */
-    uint64_t latency_sum_us;
+    uint64_t latency[ROUTE_N][STATS_LAT_BUCKETS]; /* non-cumulative bucket counts, by route */
+    uint64_t latency_sum_us[ROUTE_N];
     /* replicator */
     uint64_t evictions;
     uint64_t readmissions;

@@ -52,7 +52,7 @@ static void head(struct out *o, const char *name, const char *type, const char *
 static void requests(struct out *o, const struct proc_stats *sum)
 {
     int r, st, b;
-    uint64_t cumulative = 0, total = 0;
+    uint64_t cumulative;
 
     head(o, "kvsd_requests_total", "counter", "Requests answered, by route and status.");
     for (r = 0; r < ROUTE_N; ++r)
@@ -70,17 +70,33 @@ static void requests(struct out *o, const struct proc_stats *sum)
                         stat_route_names[r],
                         sum->requests[r][st]);
             }
-    head(o, "kvsd_request_duration_seconds", "histogram", "Time from request to response.");
-    for (b = 0; b < STATS_LAT_BUCKETS; ++b) {
-        cumulative += sum->latency[b];
-        if (b == STATS_LAT_BUCKETS - 1)
-            put(o, "kvsd_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
-        else
-            put(o, "kvsd_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", stat_latency_bounds[b], cumulative);
+    head(o, "kvsd_request_duration_seconds", "histogram", "Time from request to response, by route.");
+    for (r = 0; r < ROUTE_N; ++r) {
+        const char *route = stat_route_names[r];
+        for (cumulative = 0, b = 0; b < STATS_LAT_BUCKETS; ++b)
+            cumulative += sum->latency[r][b];
+        if (cumulative == 0)
+            continue; /* a route never asked has no series */
+        for (cumulative = 0, b = 0; b < STATS_LAT_BUCKETS; ++b) {
+            cumulative += sum->latency[r][b];
+            if (b == STATS_LAT_BUCKETS - 1)
+                put(o,
+                    "kvsd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+                    route,
+                    cumulative);
+            else
+                put(o,
+                    "kvsd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                    route,
+                    stat_latency_bounds[b],
+                    cumulative);
+        }
+        put(o,
+            "kvsd_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+            route,
+            (double)sum->latency_sum_us[r] / 1e6);
+        put(o, "kvsd_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n", route, cumulative);
     }
-    total = cumulative;
-    put(o, "kvsd_request_duration_seconds_sum %.6f\n", (double)sum->latency_sum_us / 1e6);
-    put(o, "kvsd_request_duration_seconds_count %" PRIu64 "\n", total);
     {
         uint64_t unsatisfied = 0;
         for (r = 0; r < ROUTE_N; ++r)

@@ -509,9 +509,17 @@ is_(delta("kvsd_unavailable_total"), 1, "kvsd_unavailable_total grew by exactly 
 # the first /metrics request is counted after its own body was built
 is_(requests_sum(v1) - requests_sum(v0), made + 1,
     "sum of kvsd_requests_total grew by the requests made (+ the first /metrics)")
-is_(delta("kvsd_request_duration_seconds_count"), made + 1,
-    "kvsd_request_duration_seconds_count grew by the same number")
-ok(delta("kvsd_request_duration_seconds_sum") > 0, "kvsd_request_duration_seconds_sum grew")
+def route_sum(vals, name):
+    return sum(v for (n, _), v in vals.items() if n == name)
+
+
+is_(route_sum(v1, "kvsd_request_duration_seconds_count") - route_sum(v0, "kvsd_request_duration_seconds_count"),
+    made + 1, "kvsd_request_duration_seconds_count (all routes) grew by the same number")
+for route, n in (("kvs_put", NPUT + NREPL), ("kvs_get", NGET + NMISS + 1), ("kvs_delete", NDEL)):
+    is_(delta("kvsd_request_duration_seconds_count", route=route), n,
+        "kvsd_request_duration_seconds_count{route=%s} grew by %d" % (route, n))
+ok(delta("kvsd_request_duration_seconds_sum", route="kvs_put") > 0,
+   "kvsd_request_duration_seconds_sum{route=kvs_put} grew")
 is_(mval(v1, "kvsd_keys"), NPUT - NDEL, "kvsd_keys == keys holding a value (%d)" % (NPUT - NDEL))
 is_(mval(v1, "kvsd_tombstones"), NDEL, "kvsd_tombstones == deleted keys (%d)" % NDEL)
 ok(mval(v1, "kvsd_shm_used_bytes") > mval(v0, "kvsd_shm_used_bytes"),
