@@ -93,7 +93,7 @@ static void usage(FILE *fp)
             "  -s, --server HOST:PORT[,...]  replicas to talk to, tried in order on a refused\n"
             "                          connection or a 503 ($KVSCTL_SERVERS or $KVSCTL_SERVER,\n"
             "                          default 127.0.0.1:8090; an http:// prefix is fine)\n"
-            "  -j, --json              VALUE is JSON; print values and results as JSON\n"
+            "  -j, --json              VALUE is JSON; print the server's whole JSON answer\n"
             "  -t, --timeout SECONDS   per-request timeout ($KVSCTL_TIMEOUT, default 5)\n"
             "  -r, --retry SECONDS     retry a 503 for up to SECONDS ($KVSCTL_RETRY, default 0)\n"
             "  --session FILE          session file ($KVSCTL_SESSION)\n"
@@ -567,18 +567,18 @@ static int cmd_kvs(struct opts *o, const char *method, const char *key, const ch
         session_failed = 1;
     if (r.status != 200 && r.status != 201) {
         rc = fail_status(key, &r, reply);
+    } else if (o->json) {
+        print_json(reply); /* every command: the server's whole answer */
     } else if (value_spec == NULL && strcmp(method, "GET") == 0) {
         json_t *got = json_object_get(reply, "value");
         if (got == NULL) {
             warnx_("%s: malformed response: %s", key, r.body);
             rc = EXIT_SERVER;
-        } else if (json_is_string(got) && !o->json) {
+        } else if (json_is_string(got)) {
             puts(json_string_value(got));
         } else {
             print_json(got);
         }
-    } else if (o->json) {
-        print_json(reply);
     } else {
         json_t *res = json_object_get(reply, "result");
         puts(json_is_string(res) ? json_string_value(res) : r.body);

@@ -115,7 +115,19 @@ try:
     r = ctl("-s", A, "get", "greeting")
     ok(r[:2] == (0, "hi\n"), "get prints a string value raw", show(r))
     r = ctl("-s", A, "--json", "get", "greeting")
-    ok(r[:2] == (0, '"hi"\n'), "get --json prints it as JSON", show(r))
+    try:
+        gj = json.loads(r[1])
+    except ValueError:
+        gj = {}
+    ok(r[0] == 0 and gj.get("result") == "found" and gj.get("value") == "hi" and
+       isinstance(gj.get("causal-metadata"), dict), "get --json prints the server's whole answer", show(r))
+
+    def jvalue(key):
+        """The value of key as the server stores it (from get --json)."""
+        try:
+            return json.loads(ctl("-s", A, "--json", "get", key)[1]).get("value")
+        except (ValueError, AttributeError):
+            return None
 
     # --json values
     r = ctl("-s", A, "--json", "put", "doc", '{"a": [1, 2.5, true, null], "b": "x"}')
@@ -123,11 +135,13 @@ try:
     r = ctl("-s", A, "get", "doc")
     ok(r[0] == 0 and json.loads(r[1]) == {"a": [1, 2.5, True, None], "b": "x"}, "get returns the object", show(r))
     r = ctl("-s", A, "put", "num", "42")
-    r2 = ctl("-s", A, "--json", "get", "num")
-    ok(r[0] == 0 and r2[:2] == (0, '"42"\n'), "without --json, 42 is stored as the string \"42\"", show(r2))
+    r2 = ctl("-s", A, "get", "num")
+    ok(r[0] == 0 and r2[:2] == (0, '42\n') and jvalue("num") == "42",
+       "without --json, 42 is stored as the string \"42\"", show(r2))
     r = ctl("-s", A, "--json", "put", "num", "--", "-7")
     r2 = ctl("-s", A, "get", "num")
-    ok(r[0] == 0 and r2[:2] == (0, "-7\n"), "--json value -7 after --, stored as a number", show(r) + show(r2))
+    ok(r[0] == 0 and r2[:2] == (0, "-7\n") and jvalue("num") == -7, "--json value -7 after --, stored as a number",
+       show(r) + show(r2))
     r = ctl("-s", A, "put", "path/with space?", "v")
     r2 = ctl("-s", A, "get", "path/with space?")
     ok(r[0] == 0 and r2[:2] == (0, "v\n"), "keys are percent-encoded in the URL", show(r2))
