@@ -351,7 +351,7 @@ diag("flood: %r from %d processes; normal client: %d requests, p50 %.2f ms, p99 
      % (total, len(floods), len(lat), 1000 * lat[len(lat) // 2] if lat else -1,
         1000 * p99 if p99 is not None else -1, 1000 * lat[-1] if lat else -1))
 is_(len(floods), FLOOD_PROCS, "every flood process reported")
-ok(set(total) == {503} and total.get(503, 0) > 1000,
+ok(set(total) == {503} and total.get(503, 0) > 200,
    "the flood got only 503s (and many of them)", repr(total))
 ok(len(lat) >= 50 and not bad, "every normal GET/PUT during the flood succeeded",
    "%d requests, failures: %r" % (len(lat), bad[:10]))

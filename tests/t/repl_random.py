@@ -118,6 +118,23 @@ class ClientState:
         self.counts = {}
 
 
+def covers_live(m, sent, t):
+    """m >= sent, except components of a dead life: one whose address has a
+    newer life in either clock, or whose replica had been SIGKILLed before
+    the request was sent.  kvsd folds such a life away -- and stops naming
+    it -- once every replica has all of it (doc/design.md)."""
+    for k, v in (sent or {}).items():
+        if m.get(k, 0) >= v:
+            continue
+        addr, _, stamp = k.rpartition("/")
+        newer = any(o.rpartition("/")[0] == addr and int(o.rpartition("/")[2]) > int(stamp)
+                    for o in list(m) + list(sent))
+        killed = any(tk <= t and addr.startswith(ip + ":") for tk, ip in list(kills))
+        if not (newer or killed):
+            return False
+    return True
+
+
 all_shared_written = set()
 shared_lock = threading.Lock()
 
@@ -166,7 +183,7 @@ def client(st):
             continue
         if resp.status in (200, 201):
             m = meta_of(resp)
-            if not isinstance(m, dict) or not covers(m, sent):
+            if not isinstance(m, dict) or not covers_live(m, sent, t_send):
                 st.meta_bad.append((r.ip, op, key, sent, m))
             if isinstance(m, dict):
                 st.meta = m

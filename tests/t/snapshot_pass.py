@@ -31,14 +31,17 @@ snap = sorted(durations)[1]
 diag("one snapshot takes %.1f ms" % (snap * 1000))
 
 stop = threading.Event()
-statuses, lat = [], []
+statuses, lat, looped = [], [], []
 
 
 def snapshots():
     sess = Session(r, timeout=30)
     for _ in range(LOOPS):
+        t0 = time.monotonic()
         resp = sess.request("GET", "/internal/snapshot")
         statuses.append((resp.status, resp.raw[:80] if resp.status != 200 else b""))
+        if resp.status == 200:
+            looped.append(time.monotonic() - t0)
 
 
 def writer():
@@ -71,6 +74,11 @@ ok(all(st in (200, 201) for _, st in lat) and len(lat) >= 50,
 ls = sorted(t for t, _ in lat)
 diag("PUT latency ms: p50 %.2f p90 %.2f p99 %.2f max %.2f" % tuple(
     ls[int(q * (len(ls) - 1))] * 1000 for q in (0.5, 0.9, 0.99, 1.0)))
+# the yardstick is a snapshot as long as it took during the loop itself:
+# a loaded machine slows the snapshots and the PUTs alike
+if looped:
+    snap = max(snap, sorted(looped)[len(looped) // 2])
+diag("a looped snapshot took %.1f ms (median)" % (snap * 1000))
 slow = sum(1 for t, _ in lat if t > snap / 10)
 ok(slow <= len(lat) // 20,
    "PUTs waiting longer than a tenth of a snapshot: %d of %d (at most 5%%)" % (slow, len(lat)),
