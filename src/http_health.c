@@ -20,9 +20,12 @@
 #include "table.h"
 #include "view.h"
 
+/* The /metrics body, in the request's pool; it grows (a copy into a
+ * larger block) rather than ever cutting a line short. */
 struct out {
     char *p;
     size_t n, cap;
+    h2o_mem_pool_t *pool;
 };
 
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,8 +37,19 @@ static void put(struct out *o, const char *fmt, ...)
     va_start(ap, fmt);
     n = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        o->n = o->n + (size_t)n < o->cap ? o->n + (size_t)n : o->cap - 1;
+    if (n < 0)
+        return;
+    if ((size_t)n >= o->cap - o->n) {
+        size_t cap = o->cap * 2 > o->n + (size_t)n + 1 ? o->cap * 2 : o->n + (size_t)n + 1;
+        char *p = h2o_mem_alloc_pool(o->pool, cap);
+        memcpy(p, o->p, o->n);
+        o->p = p;
+        o->cap = cap;
+        va_start(ap, fmt);
+        n = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
+        va_end(ap);
+    }
+    o->n += (size_t)n;
 }
 
 static void head(struct out *o, const char *name, const char *type, const char *help)
@@ -209,7 +223,7 @@ static void persist_metrics(struct out *o, shm_t *shm)
 static int metrics(struct http_env *env, h2o_req_t *req)
 {
     shm_t *shm = env->shm;
-    struct out o = { NULL, 0, 16384 + VIEW_MAX * 400 };
+    struct out o = { NULL, 0, 16384 + VIEW_MAX * 400, &req->pool };
     struct proc_stats sums, *sum = &sums; /* cache-line aligned type: not in pool memory */
 
     o.p = h2o_mem_alloc_pool(&req->pool, o.cap);

@@ -258,9 +258,11 @@ static int snapshot(struct http_env *env, h2o_req_t *req)
 
 static int check(struct http_env *env, h2o_req_t *req)
 {
-    char buf[256], clean[256], *body;
+    static const char head[] = "{\"check\": \"failed\", \"why\": \"";
+    char buf[256], clean[256];
     const char *why = NULL;
-    size_t i, n;
+    struct http_body b;
+    size_t i;
     int r;
 
     if (store_pass_begin(env->shm) != 0) {
@@ -274,14 +276,16 @@ static int check(struct http_env *env, h2o_req_t *req)
         http_send_lit(req, 200, "{\"check\": \"ok\"}");
         return 0;
     }
-    n = strlen(why);
-    body = h2o_mem_alloc_pool(&req->pool, n + 48);
     log_error("store check failed: %s", why);
     snprintf(clean, sizeof(clean), "%s", why); /* keep the body valid JSON whatever the key bytes */
     for (i = 0; clean[i] != '\0'; ++i)
         if (clean[i] == '"' || clean[i] == '\\' || (unsigned char)clean[i] < 0x20)
             clean[i] = '?';
-    http_send(req, 500, body, (size_t)sprintf(body, "{\"check\": \"failed\", \"why\": \"%s\"}", clean));
+    http_body_init(req, &b, sizeof(head) - 1 + i + 2);
+    http_body_lit(&b, head);
+    http_body_put(&b, clean, i);
+    http_body_lit(&b, "\"}");
+    http_body_send(req, 500, &b);
     return 0;
 }
 

@@ -50,4 +50,14 @@ expect(request(r, "PUT", "/view", body={"socket-address": others[-1]}), 507, FUL
 p = request(r, "PUT", "/kvs/k", body={"value": 1})
 ok(p.status == 201, "PUT /kvs/k with a full view -> 201", p.raw)
 ok(r.running(), "the replica is still running", r.log_tail())
+
+# /metrics with every row of the view used: whole, never cut short
+m = request(r, "GET", "/metrics")
+text = m.raw.decode("utf-8", "replace")
+lines = text.split("\n")
+bad = [l for l in lines[:-1] if l and not l.startswith("#") and len(l.rsplit(" ", 1)) != 2]
+ok(m.status == 200 and text.endswith("\n") and not bad, "/metrics with a full view: %d bytes, every line whole" % len(m.raw),
+   repr(bad[:3]))
+states = [l for l in lines if l.startswith("kvsd_peer_state{")]
+is_(len(states), VIEW_MAX, "one kvsd_peer_state series per member")
 done()
