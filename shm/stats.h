@@ -57,6 +57,9 @@ struct proc_stats {
     uint64_t causal_timed_out; /* still unmet when the wait ran out: 503 */
     uint64_t causal_dropped;   /* the client went away while parked */
     uint64_t causal_overflow;  /* not parked, the worker's bound was reached: 503 */
+    /* replicator: how a join caught up (--data-dir: from peers' logs) */
+    uint64_t joins_log;
+    uint64_t joins_snapshot;
 } __attribute__((aligned(64)));
 
 struct stats_sh {
