@@ -60,6 +60,9 @@ struct proc_stats {
     /* replicator: how a join caught up (--data-dir: from peers' logs) */
     uint64_t joins_log;
     uint64_t joins_snapshot;
+    /* persister (its own slot, kept across its restarts) */
+    uint64_t persist_lives;    /* persisters started in this life of the replica */
+    uint64_t persist_installs; /* shm->installs the data directory's files cover */
 } __attribute__((aligned(64)));
 
 struct stats_sh {
