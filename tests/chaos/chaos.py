@@ -22,7 +22,8 @@ loss of an acknowledged write at all.
 
 Exit status: 0 if the checker found no violation, 1 otherwise, 2 on a
 harness failure.  Addresses: replicas 127.0.0.110-127.0.0.114 (never
-outside 127.0.0.110-127.0.0.119), clients 127.0.0.100.  Processes are
+outside 127.0.0.110-127.0.0.119; --base-ip 190 moves them to .190-.194,
+the durability tests' block), clients 127.0.0.100.  Processes are
 started with setsid and killed by pid (process group) only; the iptables
 chain KVST<pid> is removed whatever happens.
 """
@@ -66,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--min-availability", type=float, default=checker.DEFAULT_MIN_AVAIL,
                    help="availability property threshold, per replica, while reachable")
     p.add_argument("--kvsd", default=None, help="kvsd binary (default $KVSD_BIN or /work/build/kvsd)")
+    p.add_argument("--base-ip", type=int, default=BASE_IP, choices=(BASE_IP, 190),
+                   help="last byte of the first replica's address: 110 (default) or 190")
     p.add_argument("--data-dirs", action="store_true",
                    help="replicas with --data-dir and --fsync always; adds the kill_all fault; no loss excused")
     a = p.parse_args(argv)
@@ -104,8 +107,8 @@ class History:
 class Run:
     def __init__(self, args):
         self.a = args
-        self.ips = ["127.0.0.%d" % (BASE_IP + i) for i in range(args.replicas)]
-        assert all(110 <= int(ip.rsplit(".", 1)[1]) <= 119 for ip in self.ips)
+        self.ips = ["127.0.0.%d" % (args.base_ip + i) for i in range(args.replicas)]
+        assert all(args.base_ip <= int(ip.rsplit(".", 1)[1]) <= args.base_ip + 9 for ip in self.ips)
         self.view = ["%s:%d" % (ip, PORT) for ip in self.ips]
         self.stop = threading.Event()
         self.t0 = time.monotonic()
