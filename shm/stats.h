@@ -57,6 +57,12 @@ struct proc_stats {
     uint64_t causal_timed_out; /* still unmet when the wait ran out: 503 */
     uint64_t causal_dropped;   /* the client went away while parked */
     uint64_t causal_overflow;  /* not parked, the worker's bound was reached: 503 */
+    /* replicator: how a join caught up (--data-dir: from peers' logs) */
+    uint64_t joins_log;
+    uint64_t joins_snapshot;
+    /* persister (its own slot, kept across its restarts) */
+    uint64_t persist_lives;    /* persisters started in this life of the replica */
+    uint64_t persist_installs; /* shm->installs the data directory's files cover */
 } __attribute__((aligned(64)));
 
 struct stats_sh {

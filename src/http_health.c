@@ -278,6 +278,9 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "State transfers installed.",
            "%" PRIu64,
            sum->snapshots_installed);
+    head(&o, "kvsd_joins_total", "counter", "Joins caught up from peers' log tails (log) or a state transfer (snapshot).");
+    put(&o, "kvsd_joins_total{how=\"log\"} %" PRIu64 "\n", sum->joins_log);
+    put(&o, "kvsd_joins_total{how=\"snapshot\"} %" PRIu64 "\n", sum->joins_snapshot);
     {
         uint32_t folded, used = clock_count(shm->clock, &folded);
         SCALAR(&o,

@@ -21,6 +21,11 @@
  * the directory fsynced; log.N+1 then starts with the records from P on
  * (still in the ring: keep_from was lowered to P under the same lock).
  * Only then are snapshot.N and log.N removed.
+ *
+ * A persister started on a whole generation (at startup, after the
+ * master's recovery, or restarted after a crash) goes on with its log
+ * from the ring's keep_from (start_generation()); it writes a snapshot
+ * first only when the files may not cover the store.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +46,7 @@
 #include "persist.h"
 #include "rcu.h"
 #include "rlog.h"
+#include "stats.h"
 #include "store.h"
 #include "table.h"
 #include "util.h"
@@ -52,6 +59,7 @@ static volatile sig_atomic_t got_term;
 
 static struct persister {
     shm_t *shm;
+    struct proc_stats *stats; /* our slot's: survives our restarts */
     const struct config *cfg;
     const char *dir;
     int slot, dirfd, logfd;
@@ -79,6 +87,23 @@ static void on_signal(int sig)
 {
     if (sig != SIGHUP)
         got_term = 1;
+}
+
+/* Tests only (KVSD_TEST_PAUSE set): if the file pause-<point> is in the
+ * data directory, remove it and stop here until killed, so a test can
+ * SIGKILL us at exactly this point of a snapshot or a log rotation. */
+static void test_pause(const char *point)
+{
+    char path[DATADIR_NAME_MAX + 32];
+
+    if (getenv("KVSD_TEST_PAUSE") == NULL)
+        return;
+    snprintf(path, sizeof(path), "%s/pause-%s", p.dir, point);
+    if (unlink(path) != 0)
+        return;
+    log_info("test hook: persister paused at %s", point);
+    while (!got_term)
+        usleep(10000);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -268,11 +293,13 @@ static int take_snapshot(void)
     df_put_end(&p.out, s.pos);
     if (snap_flush(&s) != 0)
         goto fail;
+    test_pause("snapshot"); /* snapshot.N+1.tmp written, not synced or renamed */
     if (timed_fsync(fd) != 0 || rename(tmp, path) != 0 || fsync(p.dirfd) != 0) {
         s.error = errno;
         goto fail;
     }
     close(fd);
+    test_pause("rename"); /* snapshot.N+1 in place, no log.N+1 yet */
     /* the new generation's log; the old one stays until this is durable */
     if ((logfd = open_log(gen)) == -1 || fsync(p.dirfd) != 0) {
         int e = errno;
@@ -290,6 +317,7 @@ static int take_snapshot(void)
         fail("creating a log", e);
         return -1;
     }
+    test_pause("rotate"); /* log.N+1 started, generation N not removed */
     if (p.logfd != -1)
         close(p.logfd);
     p.logfd = logfd;
@@ -305,6 +333,7 @@ static int take_snapshot(void)
         p.synced = s.pos;
     p.last_sync_ms = now_ms();
     p.need_snapshot = 0;
+    __atomic_store_n(&p.stats->persist_installs, p.installs_seen, __ATOMIC_RELAXED);
     __atomic_store_n(&p.shm->rlog->keep_from, p.cursor, __ATOMIC_RELEASE);
     publish_positions();
     __atomic_store_n(&p.shm->persist.snapshot_bytes, p.snap_bytes, __ATOMIC_RELAXED);
@@ -419,6 +448,101 @@ static void maybe_fsync(uint64_t now)
     publish_positions();
 }
 
+/* ---- restarts ---- */
+
+/* Do the files hold the whole store but for the ring's records from
+ * keep_from on?  Not if a state transfer was installed that no snapshot
+ * has covered since (the first persister of a replica's life has one to
+ * cover: the master's recovery, which installed these very files), nor
+ * after a failed write or fsync (the page cache may have dropped it). */
+static int files_cover_store(void)
+{
+    uint64_t installs = __atomic_load_n(&p.shm->installs, __ATOMIC_ACQUIRE);
+    uint64_t lives = __atomic_add_fetch(&p.stats->persist_lives, 1, __ATOMIC_RELAXED);
+
+    if (p.gen == 0 || __atomic_load_n(&p.shm->persist_failed, __ATOMIC_ACQUIRE))
+        return 0;
+    if (lives == 1)
+        return installs == 1;
+    return installs == __atomic_load_n(&p.stats->persist_installs, __ATOMIC_RELAXED);
+}
+
+/* Go on appending to log.N: it must be whole but for a torn tail (a
+ * persister killed mid-append), which is cut off.  Every record before
+ * the ring's keep_from is in it: keep_from passes a record only after
+ * write() returned, and a killed process's writes are in the page cache,
+ * which the fdatasync() here puts on disk. */
+static int resume_log(void)
+{
+    char path[DATADIR_NAME_MAX];
+    struct df_result res;
+    struct stat st;
+    void *data;
+    int fd;
+
+    datadir_path(path, sizeof(path), p.dir, "snapshot", p.gen);
+    if (stat(path, &st) != 0)
+        return -1;
+    p.snap_bytes = (uint64_t)st.st_size;
+    datadir_path(path, sizeof(path), p.dir, "log", p.gen);
+    if ((fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC)) == -1)
+        return -1;
+    if (fstat(fd, &st) != 0 || st.st_size < DF_HEADER_LEN)
+        goto no;
+    if ((data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        goto no;
+    df_scan(data, (size_t)st.st_size, DF_LOG, NULL, NULL, &res);
+    munmap(data, (size_t)st.st_size);
+    if (res.status == DF_CORRUPT)
+        goto no;
+    if (res.status == DF_TORN) {
+        log_warn("%s: torn last record at offset %" PRIu64 " (a persister died writing it): truncated", path,
+                 res.bad_offset);
+        if (ftruncate(fd, (off_t)res.good_len) != 0)
+            goto no;
+    }
+    if (fdatasync(fd) != 0)
+        goto no;
+    p.logfd = fd;
+    p.log_bytes = res.good_len;
+    return 0;
+no:
+    close(fd);
+    return -1;
+}
+
+/* What a persister killed in take_snapshot() may have left: a partial
+ * snapshot.N+1.tmp, or generation N-1 not removed yet. */
+static void remove_leftovers(void)
+{
+    char path[DATADIR_NAME_MAX + 8];
+
+    datadir_path(path, sizeof(path), p.dir, "snapshot", p.gen + 1);
+    strcat(path, ".tmp");
+    unlink(path);
+    if (p.gen > 1)
+        remove_generation(p.gen - 1);
+}
+
+/* Continue the newest generation if we can, else start a new one. */
+static void start_generation(void)
+{
+    uint64_t installs = __atomic_load_n(&p.shm->installs, __ATOMIC_ACQUIRE);
+
+    remove_leftovers();
+    if (!files_cover_store() || resume_log() != 0) {
+        p.need_snapshot = 1;
+        return;
+    }
+    p.cursor = p.written = p.synced = __atomic_load_n(&p.shm->rlog->keep_from, __ATOMIC_ACQUIRE);
+    p.installs_seen = installs;
+    __atomic_store_n(&p.stats->persist_installs, installs, __ATOMIC_RELAXED);
+    p.last_sync_ms = now_ms();
+    publish_positions();
+    log_info("continuing log.%" PRIu64 " (%" PRIu64 " bytes) from log position %" PRIu64, p.gen, p.log_bytes,
+             p.cursor);
+}
+
 static int snapshot_due(void)
 {
     uint64_t base = p.snap_bytes > MIN_COMPACT_BYTES ? p.snap_bytes : MIN_COMPACT_BYTES;
@@ -441,15 +565,14 @@ void persister_main(shm_t *shm, const struct config *cfg, int slot)
     p.dir = cfg->data_dir;
     p.slot = slot;
     p.logfd = -1;
+    p.stats = &shm->stats->proc[slot];
     p.gen = datadir_generation(p.dir);
-    /* a restarted persister cannot know how much of log.N is whole: it
-     * starts a new generation from a fresh snapshot */
-    p.need_snapshot = 1;
     p.written = p.synced = __atomic_load_n(&shm->persist_synced, __ATOMIC_ACQUIRE);
     p.reccap = 4096;
     p.rec = xmalloc(p.reccap);
     if ((p.dirfd = open(p.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
         fatal("cannot open %s", p.dir);
+    start_generation();
 
     while (!got_term) {
         uint64_t now = now_ms();

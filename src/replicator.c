@@ -9,6 +9,9 @@
  * to every address in VIEW), pings its peers, pulls a snapshot from the
  * first one that answers ready, installs it, and only then reports ready;
  * if no peer is up it is the first of its cluster and is ready at once.
+ * A replica whose store came back from its --data-dir pulls no snapshot:
+ * it waits until its peers have shipped, from their log rings, what they
+ * had at the join (a snapshot only if a ring no longer holds it).
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -118,6 +121,8 @@ static void on_snapshot(void *arg, int status, const char *body, size_t len, con
         /* what peers asked for before this install is stale; one still
          * behind asks again with its next batch */
         __atomic_store_n(&r->shm->repl->snapshot_req, 0, __ATOMIC_RELEASE);
+        if (r->join_phase == 1)
+            stats_add(&r->stats->joins_snapshot, 1);
         set_ready(r, "caught up by state transfer");
         return;
     }
@@ -167,6 +172,93 @@ static void pull_next(struct replicator *r)
         r->snap_busy = 1;
 }
 
+/* --- catching up from peers' logs (--data-dir) ----------------------------- */
+
+/* A replica whose store came back from its data directory lacks only
+ * what the cluster wrote while it was down.  Its peers ship that from
+ * their log rings, as to any peer, from the clock it reports; a peer
+ * whose ring no longer holds it flags WIRE_SNAPSHOT_NEEDED, and then (or
+ * after CATCHUP_TIMEOUT_MS) the join falls back to a state transfer.
+ * Ready once the store holds what every ready peer had at the join. */
+#define CATCHUP_TIMEOUT_MS 10000
+
+static struct catchup {
+    int active;
+    uint64_t started_ms;
+    uint64_t target[CLOCK_MAX]; /* per incarnation, the most any ready peer had */
+} catchup;
+
+/* Only a store recovered from disk holds writes before the join. */
+static int store_recovered(const struct replicator *r)
+{
+    uint64_t applied[CLOCK_MAX];
+    uint32_t id, ninc;
+
+    if (r->cfg->data_dir[0] == '\0')
+        return 0;
+    ninc = clock_snapshot(r->shm->clock, applied);
+    for (id = 0; id < ninc; ++id)
+        if (applied[id] != 0)
+            return 1;
+    return 0;
+}
+
+static void catchup_start(struct replicator *r)
+{
+    uint32_t id, ninc = __atomic_load_n(&r->shm->clock->ninc, __ATOMIC_ACQUIRE);
+    int i;
+
+    memset(&catchup, 0, sizeof(catchup));
+    for (i = 0; i < r->ncandidates; ++i) {
+        const struct repl_peer_sh *m = &r->shm->repl->peer[r->join_candidate[i]];
+        for (id = 0; id < ninc; ++id) {
+            uint64_t acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
+            if (acked != ACKED_FOLDED && acked > catchup.target[id])
+                catchup.target[id] = acked;
+        }
+    }
+    catchup.active = 1;
+    catchup.started_ms = now_ms();
+    log_info("store recovered from %s: catching up from the peers' log tails", r->cfg->data_dir);
+}
+
+static int caught_up(const struct replicator *r)
+{
+    const struct clock_sh *clock = r->shm->clock;
+    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+
+    for (id = 0; id < ninc; ++id)
+        if (catchup.target[id] > clock_applied(clock, id) && !(clock_flags(clock, id) & (INC_FOLDED | INC_FREE)))
+            return 0;
+    return 1;
+}
+
+static void join_retry(struct replicator *r);
+
+/* Tick, while catching up: done, or fall back to a snapshot? */
+static void catchup_check(struct replicator *r, uint64_t now)
+{
+    char msg[96];
+
+    if (__atomic_load_n(&r->shm->repl->snapshot_req, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&r->shm->repl->snapshot_req, 0, __ATOMIC_RELEASE);
+        log_info("peer=%s's log no longer holds what we lack: joining by state transfer",
+                 r->shm->repl->snapshot_from);
+        catchup.active = 0;
+        join_retry(r);
+    } else if (caught_up(r)) {
+        catchup.active = 0;
+        stats_add(&r->stats->joins_log, 1);
+        snprintf(msg, sizeof(msg), "caught up from the peers' log tails in %llu ms",
+                 (unsigned long long)(now - catchup.started_ms));
+        set_ready(r, msg);
+    } else if (now - catchup.started_ms >= CATCHUP_TIMEOUT_MS) {
+        log_warn("not caught up from the peers' logs after %u ms: joining by state transfer", CATCHUP_TIMEOUT_MS);
+        catchup.active = 0;
+        join_retry(r);
+    }
+}
+
 /* --- joining ------------------------------------------------------------------ */
 
 static void on_join_ping(void *arg, int status, const char *body, size_t len, const char *err)
@@ -188,6 +280,8 @@ static void on_join_ping(void *arg, int status, const char *body, size_t len, co
         r->join_phase = 1;
         if (r->ncandidates == 0)
             set_ready(r, "no peer is ready to give a snapshot; serving what we have");
+        else if (store_recovered(r))
+            catchup_start(r);
         else
             pull_next(r);
     }
@@ -545,6 +639,9 @@ static void tick(struct replicator *r)
     /* a join whose state transfers all failed, due to try again? */
     if (r->join_phase == 1 && !r->snap_busy && r->join_retry_at_ms != 0 && now >= r->join_retry_at_ms)
         join_retry(r);
+    /* a join catching up from the peers' logs: done, or stuck? */
+    if (r->join_phase == 1 && catchup.active)
+        catchup_check(r, now);
     /* every peer's state machine */
     for (i = 0; i < VIEW_MAX; ++i)
         if (r->peer[i].row >= 0)

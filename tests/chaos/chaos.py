@@ -2,7 +2,7 @@
 """chaos.py -- seeded chaos run against a loopback kvsd cluster.
 
     python3 tests/chaos/chaos.py [--seed N] [--duration S] [--replicas 3..5]
-                                 [--clients N] [--out DIR]
+                                 [--clients N] [--out DIR] [--data-dirs]
 
 Starts 3-5 replicas on 127.0.0.110.. (port 8090, --workers 2, full view),
 runs several client threads -- each with its own causal metadata -- doing
@@ -15,9 +15,15 @@ end everything is healed, the cluster must converge, every client reads its
 own keys everywhere with its final metadata, /internal/check runs on every
 replica, and tests/chaos/checker.py judges the history.
 
+With --data-dirs every replica runs with --data-dir (under DIR) and
+--fsync always, the nemesis also SIGKILLs the whole cluster at once
+(kill_all) and restarts it on its directories, and the checker excuses no
+loss of an acknowledged write at all.
+
 Exit status: 0 if the checker found no violation, 1 otherwise, 2 on a
 harness failure.  Addresses: replicas 127.0.0.110-127.0.0.114 (never
-outside 127.0.0.110-127.0.0.119), clients 127.0.0.100.  Processes are
+outside 127.0.0.110-127.0.0.119; --base-ip 190 moves them to .190-.194,
+the durability tests' block), clients 127.0.0.100.  Processes are
 started with setsid and killed by pid (process group) only; the iptables
 chain KVST<pid> is removed whatever happens.
 """
@@ -61,6 +67,10 @@ def parse_args(argv=None):
     p.add_argument("--min-availability", type=float, default=checker.DEFAULT_MIN_AVAIL,
                    help="availability property threshold, per replica, while reachable")
     p.add_argument("--kvsd", default=None, help="kvsd binary (default $KVSD_BIN or /work/build/kvsd)")
+    p.add_argument("--base-ip", type=int, default=BASE_IP, choices=(BASE_IP, 190),
+                   help="last byte of the first replica's address: 110 (default) or 190")
+    p.add_argument("--data-dirs", action="store_true",
+                   help="replicas with --data-dir and --fsync always; adds the kill_all fault; no loss excused")
     a = p.parse_args(argv)
     if not 3 <= a.replicas <= 5:
         p.error("--replicas must be 3 to 5")
@@ -97,8 +107,8 @@ class History:
 class Run:
     def __init__(self, args):
         self.a = args
-        self.ips = ["127.0.0.%d" % (BASE_IP + i) for i in range(args.replicas)]
-        assert all(110 <= int(ip.rsplit(".", 1)[1]) <= 119 for ip in self.ips)
+        self.ips = ["127.0.0.%d" % (args.base_ip + i) for i in range(args.replicas)]
+        assert all(args.base_ip <= int(ip.rsplit(".", 1)[1]) <= args.base_ip + 9 for ip in self.ips)
         self.view = ["%s:%d" % (ip, PORT) for ip in self.ips]
         self.stop = threading.Event()
         self.t0 = time.monotonic()
@@ -113,8 +123,10 @@ class Run:
 
     # ---------------------------------------------------------------- cluster
     def start_cluster(self):
-        args = ["--memory", "64M"]
         for ip in self.ips:
+            args = ["--memory", "64M"]
+            if self.a.data_dirs:
+                args += ["--data-dir", os.path.join(self.a.out, "data-" + ip), "--fsync", "always"]
             r = Replica(ip, PORT, view=self.view, workers=2, extra_args=args, start=False)
             self.reps.append(r)
         for r in self.reps:
@@ -182,6 +194,8 @@ class Run:
         rnd = random.Random(self.a.seed ^ 0x5eed5eed)
         kinds = [("kill", 20), ("worker_kill", 20), ("pause", 15),
                  ("partition_full", 15), ("partition_oneway", 15), ("partition_bridge", 15)]
+        if self.a.data_dirs:
+            kinds.append(("kill_all", 8))
         total = sum(w for _, w in kinds)
         while not self.stop.is_set():
             if self.stop.wait(rnd.uniform(0.5, 2.5)):
@@ -216,6 +230,22 @@ class Run:
         self.hist.write({"type": "start", "replica": r.addr, "pid": r.master_pid, "t": self.hist.now()})
         ok = wait_until(lambda: self.ready(r), 20, 0.05)
         self.end_fault(fid, "kill", [r.addr], ready=bool(ok))
+
+    def do_kill_all(self, r, order, dur, _w):
+        """--data-dirs: SIGKILL every replica at once (a power cut), then
+        restart them all on their data directories."""
+        fid = self.fault("kill_all", [x.addr for x in self.reps], pids=[x.master_pid for x in self.reps])
+        for x in self.reps:
+            x._signal_group(signal.SIGKILL)
+        for x in self.reps:
+            x.wait(5)
+        self.stop.wait(min(dur, 1.5))
+        for x in self.reps:
+            wait_until(lambda: not x.group(), 5)
+            x.start()
+            self.hist.write({"type": "start", "replica": x.addr, "pid": x.master_pid, "t": self.hist.now()})
+        ok = wait_until(lambda: all(self.ready(x) for x in self.reps), 30, 0.05)
+        self.end_fault(fid, "kill_all", [x.addr for x in self.reps], ready=bool(ok))
 
     def do_worker_kill(self, r, order, dur, wsel):
         ws = r.workers_list()
@@ -428,7 +458,8 @@ def main(argv=None):
     run.hist.write({"type": "meta", "seed": args.seed, "duration": args.duration,
                     "replicas": run.view, "clients": args.clients, "wall": time.time(),
                     "kvsd": kvstest.kvsd_bin(), "argv": sys.argv[1:],
-                    "min_availability": args.min_availability})
+                    "min_availability": args.min_availability,
+                    "fsync": "always" if args.data_dirs else None})
     status = 2
     try:
         run.start_cluster()

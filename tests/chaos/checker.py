@@ -57,7 +57,7 @@ READMIT_TAIL = PROBE_INTERVAL + READMIT_DELAY + PEER_TIMEOUT    # 4.0 s
 # most this long after the client gave up, or after the replica's pause
 # ended if it was SIGSTOPped meanwhile; never after the replica was killed.
 GHOST_APPLY_SLACK = 2.0
-ISOLATING = ("kill", "pause", "partition_full", "partition_oneway", "partition_bridge")
+ISOLATING = ("kill", "kill_all", "pause", "partition_full", "partition_oneway", "partition_bridge")
 
 RULES = """\
 checker rules (clocks compare component-wise, a missing entry is 0):
@@ -130,7 +130,9 @@ checker rules (clocks compare component-wise, a missing entry is 0):
             may be missing, and an absent key needs one DELETE (acknowledged
             or ghost) that no surviving acknowledged PUT outranks, or no
             surviving PUT at all.  Excused losses are counted as "lost
-            writes".
+            writes".  With --fsync always (chaos.py --data-dirs: meta
+            fsync "always") no acknowledged write is losable: a kill, or
+            kill_all of every replica at once, excuses nothing.
  converge   after healing, all replicas report the full view and hold identical
             maps (GET of every key on every replica, kvsd_keys equal); every
             client then reads each of its keys on every replica with its final
@@ -230,6 +232,12 @@ class Checker:
         for f in self.faults.values():
             if f["kind"] == "kill":
                 self.kills.setdefault(f["replicas"][0], []).append(f["t"])
+            elif f["kind"] == "kill_all":  # --data-dirs: every replica at once
+                for rep in f["replicas"]:
+                    self.kills.setdefault(rep, []).append(f["t"])
+        # --data-dirs runs --fsync always: an acknowledged write is on its
+        # origin's disk before the answer, so no kill excuses its loss
+        self.durable = self.meta.get("fsync") == "always"
         for v in self.kills.values():
             v.sort()
         # per replica: merged intervals in which it may not have shipped
@@ -346,6 +354,8 @@ class Checker:
         if w.lost_time is not None:
             return w.lost_time
         w.lost_time = INF
+        if self.durable and not w.ghost and 200 <= (w.op.get("status") or 0) < 300:
+            return INF      # acknowledged under --fsync always: never losable
         first_kill = self.kill_after(w.replica, w.t0)
         if first_kill is None or first_kill > self.shipped_by([w.replica], w.apply_by):
             return INF      # the origin outlived its chance to ship it

@@ -245,4 +245,33 @@ h.fault("kill", [A], 5.5, 6.0)                    # 0.5 s after: it may not have
 passes("a write whose only holder was killed 0.5 s later is an excused loss",
        h.final({"c0-k2": "c0-1"}), lost=1)
 
+# --------------------------------------------------------------------------
+# --data-dirs (--fsync always): no loss of an acknowledged write is excused
+# --------------------------------------------------------------------------
+
+def durable(h):
+    h.recs[0]["fsync"] = "always"
+    return h
+
+
+h = durable(History())
+h.write(0, "PUT", "c0-k2", A, 1.0, value="c0-1")
+h.write(0, "PUT", "c0-k2", A, 5.0, value="c0-2")
+h.fault("kill", [A], 5.5, 6.0)
+reported("fsync always: the write a kill 0.5 s later took is a loss", h.final({"c0-k2": "c0-1"}), "lost_write")
+
+h = durable(History())
+h.write(0, "PUT", "c0-k2", A, 1.0, value="c0-1")
+h.write(1, "PUT", "c1-k0", B, 1.1, value="c1-1")
+h.fault("kill_all", [A, B, C], 1.2, 3.0)
+reported("fsync always: writes a kill_all took are losses", h.final({"c0-k2": None, "c1-k0": "c1-1"}),
+         "lost_write")
+
+h = durable(History())
+h.write(0, "PUT", "c0-k2", A, 1.0, value="c0-1")
+h.write(0, "PUT", "c0-k2", A, 5.0, value="c0-3", error="TimeoutError")   # never acknowledged
+h.fault("kill_all", [A, B, C], 5.1, 7.0)
+passes("fsync always: an unacknowledged write a kill_all took may be lost; the acknowledged one is there",
+       h.final({"c0-k2": "c0-1"}))
+
 done()

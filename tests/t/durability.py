@@ -19,6 +19,11 @@
   /ready 503, the alarm metric is 1, reads go on; freeing space lets writes
   resume by themselves.  Needs root for mount: otherwise that part is an
   honest skip.
+* a restarted replica's persister continues its log (no new snapshot).
+* SIGKILL of the persister alone, or of the whole replica, while it writes
+  a snapshot, renames it, or rotates the log (a test hook pauses it at
+  each point): every acknowledged write survives, /internal/check is ok,
+  --check-data finds one whole generation.
 Addresses: 127.0.0.190-196 (.191 only for the lock check)."""
 
 import os
@@ -96,9 +101,13 @@ for t in ts:
     t.join()
 diag("%d writes acknowledged before the kill" % len(acked))
 ok(len(acked) > 50, "clients got writes acknowledged under --fsync always (%d)" % len(acked))
+gens = sorted(f for f in os.listdir(d1) if f.startswith(("log.", "snapshot.")))
 r = replica("127.0.0.190", d1, "always").wait_ready(10)
 bad = missing(r, acked)
 ok(not bad, "after kill -9 and restart every acknowledged write is there", "missing: %r" % bad[:10])
+ok(wait_until(lambda: "continuing log." in r.log_text(), 5) and
+   sorted(f for f in os.listdir(d1) if f.startswith(("log.", "snapshot."))) == gens,
+   "the restarted persister continues the log: no new snapshot at startup", "%r -> %r" % (gens, os.listdir(d1)))
 ok(check_ok(r), "/internal/check ok after recovery")
 m = request(r, "GET", "/metrics").raw.decode()
 ok("kvsd_persist_fsync_seconds_count" in m and "kvsd_persist_snapshot_bytes" in m,
@@ -209,6 +218,87 @@ for x in rs:
     ok(check_ok(x), "%s: /internal/check ok" % x.addr)
 for x in rs:
     x.stop(10)
+
+# --- SIGKILL at each step of a snapshot and its log rotation --------------------------------
+# KVSD_TEST_PAUSE makes the persister stop at the point a file pause-<point> in the data
+# directory names (src/persist.c, test_pause()): snapshot (snapshot.N+1.tmp written, not
+# synced or renamed), rename (snapshot.N+1 in place, no log.N+1), rotate (log.N+1 started,
+# generation N still there).  We kill it there -- the persister alone (the master restarts it
+# and writes go on) or the whole replica (restarted on the directory) -- and check that every
+# acknowledged write is there, /internal/check is ok and --check-data finds the files whole.
+def gen_files(d):
+    return sorted(f for f in os.listdir(d) if f.startswith(("log.", "snapshot.")))
+
+
+def persister(r):
+    p = [pid for pid, comm in r.children() if comm == "kvsd-persister"]
+    return p[0] if p else None
+
+
+def kill_at(point, whole):
+    label = "%s, %s" % (point, "whole replica" if whole else "persister alone")
+    d = os.path.join(base, "k-%s-%d" % (point, whole))
+    r = Replica("127.0.0.190", extra_args=["--data-dir", d, "--fsync", "always", "--memory", "64M"],
+                env={"KVSD_TEST_PAUSE": "1"}).wait_ready(10)
+    open(os.path.join(d, "pause-" + point), "w").close()
+    acked, lock, stop = {}, threading.Lock(), threading.Event()
+
+    def client(n):
+        i = 0
+        while not stop.is_set():
+            k, v = "%s-%d-%d" % (point, n, i), ("b" * 100000 if n == 0 else "s") + str(i)
+            if put(r, k, v, timeout=3) in (200, 201):
+                with lock:
+                    acked[k] = v
+            i += 1
+
+    ts = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    for t in ts:
+        t.start()
+    hit = wait_until(lambda: "persister paused at " + point in r.log_text(), 60)
+    files = sorted(os.listdir(d))
+    ok(hit, "%s: the persister reached the point (the log outgrew the snapshot)" % label, r.log_tail(5))
+    want = {"snapshot": lambda f: any(x.endswith(".tmp") for x in f),
+            "rename": lambda f: len([x for x in f if x.startswith("snapshot.")]) == 2 and
+            len([x for x in f if x.startswith("log.")]) == 1,
+            "rotate": lambda f: len([x for x in f if x.startswith("snapshot.")]) == 2 and
+            len([x for x in f if x.startswith("log.")]) == 2}[point]
+    ok(want(files), "%s: the files are mid-way at the kill: %r" % (label, files))
+    if whole:
+        crash(r)
+        stop.set()
+        for t in ts:
+            t.join()
+        r = replica("127.0.0.190", d, "always").wait_ready(20)
+    else:
+        old = persister(r)
+        os.kill(old, 9)
+        ok(wait_until(lambda: persister(r) not in (None, old), 10), "%s: the master restarted the persister" % label)
+        ok(wait_until(lambda: put(r, "after-" + point, 1) == 201, 20), "%s: writes go on" % label, r.log_tail(5))
+        stop.set()
+        for t in ts:
+            t.join()
+    diag("%s: %d writes acknowledged" % (label, len(acked)))
+    bad = missing(r, acked)
+    ok(len(acked) > 20 and not bad, "%s: every acknowledged write is there" % label, "missing %r" % bad[:5])
+    ok(check_ok(r), "%s: /internal/check ok" % label)
+    if not whole:  # and from disk alone, after the restarted persister's work
+        crash(r)
+        r = replica("127.0.0.190", d, "always").wait_ready(20)
+        bad = missing(r, acked)
+        ok(not bad and request(r, "GET", "/kvs/after-" + point).status == 200,
+           "%s: then kill -9 of the replica: every acknowledged write recovered" % label, "missing %r" % bad[:5])
+        ok(check_ok(r), "%s: /internal/check ok after that" % label)
+    is_(r.stop(10), 0, "%s: SIGTERM: exit 0" % label)
+    c = subprocess.run([kvsd_bin(), "--check-data", d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    ok(c.returncode == 0 and not any(f.endswith(".tmp") for f in os.listdir(d)) and
+       len([f for f in os.listdir(d) if f.startswith("snapshot.")]) == 1,
+       "%s: --check-data OK, one generation, no leftovers" % label, c.stdout.decode() + repr(os.listdir(d)))
+
+
+for point in ("snapshot", "rename", "rotate"):
+    for whole in (False, True):
+        kill_at(point, whole)
 
 # --- disk full ----------------------------------------------------------------------------
 mnt = os.path.join(base, "tmpfs")
