@@ -48,6 +48,7 @@ struct proc_stats {
     uint64_t incarnations_folded;
     uint64_t incarnations_freed;
     uint64_t writes_lost_freed; /* lost writes counted on rows since freed */
+    uint64_t ship_after_answer; /* batches sent as soon as the previous one was answered */
     uint64_t peer_queued_bytes[VIEW_MAX];
     uint64_t peer_lag_ms[VIEW_MAX];
 } __attribute__((aligned(64)));

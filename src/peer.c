@@ -29,6 +29,13 @@
 #define BATCH_RECORDS 4096
 #define RELAY_DELAY_MS 50   /* others' writes a peer lacks this long after they came here */
 #define RELAY_EAGER_MS 1000 /* then relay to it at once for this long */
+/* A batch whose records all waited for dependencies the peer lacks is sent
+ * again after STALL_RETRY_MS, doubling while it keeps waiting, up to
+ * --heartbeat: the missing writes are usually a round trip away (their
+ * origin's own batch to the peer), so waiting a whole heartbeat made every
+ * such stall a heartbeat long. */
+#define STALL_RETRY_MS 1
+#define STALL_STEADY_TRIES 4 /* at STALL_RETRY_MS before doubling */
 
 void peer_set_state(struct replicator *r, struct peer *p, int state)
 {
@@ -137,6 +144,7 @@ static void reset_shipping(struct peer *p)
     p->clock_known = 0;
     p->nscan = 0;
     p->retry_at_ms = 0;
+    p->stalls = 0;
 }
 
 void peer_evict(struct replicator *r, struct peer *p, const char *why)
@@ -300,6 +308,7 @@ static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t se
     p->scan[p->nscan].pos = pos;
     p->scan[p->nscan].origin = origin;
     p->scan[p->nscan].seq = seq;
+    p->scan[p->nscan].sent = 0;
     ++p->nscan;
 }
 
@@ -433,6 +442,7 @@ static void fill_batch(struct replicator *r, struct peer *p, struct batch *b, ui
                         rec->vlen,
                         rlog_rec_deps(rec),
                         rec->ndeps);
+        p->scan[p->nscan - 1].sent = 1; /* decide() pushed it last */
         b->bytes += (size_t)n;
     }
     p->scan_end = pos;
@@ -476,6 +486,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     wire_enc_init(&b.enc);
     p->nscan = 0;
     p->recheck_at_ms = 0;
+    p->retry_at_ms = 0; /* due (callers check), so the loop stops waiting for it */
     if (p->clock_known) {
         fill_batch(r, p, &b, now);
     } else {
@@ -499,19 +510,35 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
 
 /* Everything before the first scanned record the peer still lacks is
  * acked: move the cursor there.  Returns 1 if the batch carried records
- * and none of them was taken (they wait for dependencies). */
+ * and none of them was taken (they wait for dependencies).  A batch some
+ * of whose records were taken made progress even when the cursor stays
+ * (pinned by an older record of another origin the peer still lacks). */
 static int advance_cursor(struct replicator *r, struct peer *p)
 {
     const struct view_member *m = &r->shm->view->m[p->row];
-    uint64_t old = p->cursor;
     size_t i, n = p->nscan;
+    int taken = 0;
 
+    for (i = 0; i < n; ++i)
+        if (p->scan[i].sent && p->scan[i].seq <= m->acked[p->scan[i].origin])
+            taken = 1;
     for (i = 0; i < n; ++i)
         if (p->scan[i].seq > m->acked[p->scan[i].origin])
             break;
     p->cursor = i < n ? p->scan[i].pos : p->scan_end;
     p->nscan = 0;
-    return p->nsent > 0 && p->cursor == old;
+    return p->nsent > 0 && !taken;
+}
+
+/* How long to wait before sending again a batch that waited `tries`
+ * times in a row. */
+static uint64_t stall_delay(const struct replicator *r, uint32_t tries)
+{
+    uint64_t ms = STALL_RETRY_MS;
+
+    if (tries > STALL_STEADY_TRIES)
+        ms <<= tries - STALL_STEADY_TRIES < 16 ? tries - STALL_STEADY_TRIES : 16;
+    return ms < r->cfg->heartbeat_ms ? ms : r->cfg->heartbeat_ms;
 }
 
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err)
@@ -555,13 +582,24 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
     } else {
         stalled = advance_cursor(r, p);
     }
-    /* more to send?  go on at once, unless the last batch made no
-     * progress (its records wait for dependencies from elsewhere) or the
-     * peer still needs a snapshot (it may be joining, or pulling one) */
-    stalled |= p->clock_known && !log_covers_peer(r, p);
-    p->retry_at_ms = stalled ? now + r->cfg->heartbeat_ms : 0;
-    if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0)
+    /* more to send?  go on at once (records appended while the batch was
+     * in flight, or the rest of a backlog), unless the peer still needs a
+     * snapshot (it may be joining, or pulling one: look again in a
+     * heartbeat) or the last batch made no progress (its records wait for
+     * dependencies from elsewhere: again soon, see STALL_RETRY_MS) */
+    if (p->clock_known && !log_covers_peer(r, p)) {
+        p->retry_at_ms = now + r->cfg->heartbeat_ms;
+    } else if (stalled) {
+        p->retry_at_ms = now + stall_delay(r, p->stalls++);
+    } else {
+        p->retry_at_ms = 0;
+        p->stalls = 0;
+    }
+    if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0) {
         peer_ship(r, p, now);
+        if (p->inflight && p->nsent != 0)
+            stats_add(&r->stats->ship_after_answer, 1);
+    }
 }
 
 /* --- probing ------------------------------------------------------------------ */
