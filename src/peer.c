@@ -30,10 +30,12 @@
 #define RELAY_DELAY_MS 50   /* others' writes a peer lacks this long after they came here */
 #define RELAY_EAGER_MS 1000 /* then relay to it at once for this long */
 /* A batch whose records all waited for dependencies the peer lacks is sent
- * again after STALL_RETRY_MS, doubling while it keeps waiting, up to
- * --heartbeat: the missing writes are usually a round trip away (their
- * origin's own batch to the peer), so waiting a whole heartbeat made every
- * such stall a heartbeat long. */
+ * again at once, with those dependencies relayed (worth_sending()); if
+ * even that waits, again after STALL_RETRY_MS, doubling after
+ * STALL_STEADY_TRIES, up to --heartbeat.  (Waiting a whole heartbeat made
+ * every such stall a heartbeat long, and with writers on every replica
+ * they are frequent: a record depends on everything its origin had
+ * applied, often writes still on their way to the peer.) */
 #define STALL_RETRY_MS 1
 #define STALL_STEADY_TRIES 4 /* at STALL_RETRY_MS before doubling */
 
@@ -261,7 +263,10 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
 
 /* Should this record, which p's last clock report lacks, go to p now?
  * The origin's own replicator ships it directly.  Another origin's
- * record is relayed at once if that origin is gone or retired, or while
+ * record is relayed at once if that origin is gone or retired, while our
+ * last batch to p waited (p->stalls: the answer proved p lacks writes our
+ * own records depend on -- a record's dependencies are all that came
+ * before it here -- so the next batch carries them), or while
  * p is in relay mode.  p enters relay mode (for RELAY_EAGER_MS, renewed
  * while it lasts) when a clock report taken RELAY_DELAY_MS or more after
  * the record arrived here still lacks it: the origin is not reaching p
@@ -282,7 +287,7 @@ static enum relay worth_sending(struct replicator *r, struct peer *p, const stru
 
     if ((int32_t)rec->origin == clock->self)
         return SHIP;
-    if (inc->flags & INC_RETIRED)
+    if ((inc->flags & INC_RETIRED) || p->stalls != 0)
         return SHIP;
     row = view_find(r->shm->view, inc->addr);
     if (row < 0 || r->peer[row].state != PEER_ACTIVE)
@@ -531,11 +536,13 @@ static int advance_cursor(struct replicator *r, struct peer *p)
 }
 
 /* How long to wait before sending again a batch that waited `tries`
- * times in a row. */
+ * times in a row (1 or more). */
 static uint64_t stall_delay(const struct replicator *r, uint32_t tries)
 {
     uint64_t ms = STALL_RETRY_MS;
 
+    if (tries == 1)
+        return 0;
     if (tries > STALL_STEADY_TRIES)
         ms <<= tries - STALL_STEADY_TRIES < 16 ? tries - STALL_STEADY_TRIES : 16;
     return ms < r->cfg->heartbeat_ms ? ms : r->cfg->heartbeat_ms;
@@ -590,14 +597,15 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
     if (p->clock_known && !log_covers_peer(r, p)) {
         p->retry_at_ms = now + r->cfg->heartbeat_ms;
     } else if (stalled) {
-        p->retry_at_ms = now + stall_delay(r, p->stalls++);
+        uint64_t delay = stall_delay(r, ++p->stalls);
+        p->retry_at_ms = delay == 0 ? 0 : now + delay;
     } else {
         p->retry_at_ms = 0;
         p->stalls = 0;
     }
     if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0) {
         peer_ship(r, p, now);
-        if (p->inflight && p->nsent != 0)
+        if (!stalled && p->inflight && p->nsent != 0)
             stats_add(&r->stats->ship_after_answer, 1);
     }
 }

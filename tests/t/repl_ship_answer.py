@@ -14,9 +14,9 @@ within seconds, not milliseconds: no assertion here is a fine timing one.
 2. A batch whose records all wait for a dependency the peer lacks is sent
    again soon, not a heartbeat later: B's packets to C are dropped, B's
    write x reaches A, A's write y (which depends on x) is shipped to C and
-   waits there; A sends it again (with x relayed, C having shown it lacks
-   x for RELAY_DELAY_MS) and C serves y within half a heartbeat.  Before
-   the fix A waited a whole heartbeat (5 s) after the waiting answer.
+   waits there; A sends it again at once with x relayed (the answer showed
+   that C lacks x) and C serves y within half a heartbeat.  Before the fix
+   A waited a whole heartbeat (5 s) after the waiting answer.
 
 Addresses: 127.0.0.230 (A), 127.0.0.231 (B), 127.0.0.232 (C), port 8090;
 client 127.0.0.100 (exempt from the firewall).
@@ -108,7 +108,7 @@ ok(wait_until(lambda: has(C, "y", meta_of(py), "vy"), HEARTBEAT_S / 2, 0.02),
    "C has y within half a heartbeat (A sent the waiting batch again, not a heartbeat later)",
    "%s\n%s" % (try_kv(C, "GET", "y", meta_of(py)), log_excerpt(cl)))
 diag("C had y %.3f s after it was written" % (time.monotonic() - t_y))
-ok(has(C, "x", meta_of(px), "vx"), "C has x too (relayed by A)")
+ok(has(C, "x", meta_of(px), "vx"), "C has x too (relayed by A: B cannot reach C)")
 fw.heal()
 fw.close()
 ok(not fw.rules(), "firewall chain removed")
