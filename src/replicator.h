@@ -34,6 +34,7 @@ struct peer {
     uint64_t last_probe_ms;
     uint64_t retry_at_ms; /* no shipping before this (no progress last time) */
     uint32_t stalls;      /* answers in a row whose records all waited */
+    int deps_wait;        /* some records of the last answered batch waited */
     int clock_known;      /* acked clock learnt since (re)admission */
     uint64_t cursor;      /* log position: every earlier record is acked */
     struct scan_rec {
