@@ -32,10 +32,10 @@
 /* Records of a batch that waited for dependencies the peer lacks are sent
  * again at once, with those dependencies relayed (worth_sending()); if
  * none of a batch's records is taken even so, again after STALL_RETRY_MS,
- * doubling after STALL_STEADY_TRIES, up to --heartbeat.  (Waiting a whole heartbeat made
- * every such stall a heartbeat long, and with writers on every replica
- * they are frequent: a record depends on everything its origin had
- * applied, often writes still on their way to the peer.) */
+ * doubling after STALL_STEADY_TRIES, up to --heartbeat.  (Waiting a whole
+ * heartbeat made every such wait a heartbeat long, and with writers on
+ * every replica they are frequent: a record depends on everything its
+ * origin had applied, often writes still on their way to the peer.) */
 #define STALL_RETRY_MS 1
 #define STALL_STEADY_TRIES 4 /* at STALL_RETRY_MS before doubling */
 
