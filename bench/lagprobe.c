@@ -2,7 +2,7 @@
  * lagprobe.c - replication lag of a kvsd cluster, measured from outside.
  *
  *   lagprobe -a IP:PORT -p IP:PORT[,IP:PORT...] [-r writes/s] [-d seconds]
- *            [-w writer connections] [-s samples/s] [-v value bytes]
+ *            [-w writer connections] [-s samples/s] [-v value bytes] [-e]
  *
  * Writers PUT small values to replica A at a fixed, open-loop rate (write j
  * is due at t0 + j/rate; a writer that falls behind sends at once and the
@@ -16,6 +16,15 @@
  * late (it was still busy with older ones) counts from its t_ack all the
  * same, which can only overestimate.  All clocks are CLOCK_MONOTONIC in
  * this one process.
+ *
+ * -e (writers everywhere): the background writes are spread over A and
+ * every peer (write j goes to replica j mod (1 + peers), each writer keeps
+ * a connection to each), so every replica is an origin and a record
+ * shipped to a peer can depend on writes that reach it from a third
+ * replica.  The samples are then not background writes but a probe of
+ * their own: every 1/samples-per-second a probe thread PUTs a key of its
+ * own at A (no metadata) and hands the acknowledgment to the pollers as
+ * above.  -r is the total background rate over all replicas.
  *
  * Output, one line per peer and a summary line, machine-readable:
  *   LAG peer=IP:PORT n=.. p50_ms=.. p99_ms=.. p999_ms=.. max_ms=..
@@ -57,7 +66,7 @@ static volatile int writers_done;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static double rate = 10000, duration = 10, sample_hz = 200;
-static int nwriters = 4, vbytes = 100, poll_pause_us = 100;
+static int nwriters = 4, vbytes = 100, poll_pause_us = 100, everywhere;
 static struct sockaddr_in addr_a;
 static struct sockaddr_in addr_p[MAX_PEERS];
 static char *name_p[MAX_PEERS];
@@ -188,15 +197,18 @@ static void *writer(void *arg)
     long id = (long)arg, j;
     long total = (long)(rate * duration);
     long every = (long)(rate / sample_hz);
-    struct conn *c = calloc(1, sizeof(*c));
+    int ntargets = everywhere ? 1 + npeers : 1, k;
+    struct conn *conns = calloc((size_t)ntargets, sizeof(*conns)), *c;
     char path[64], *rb;
     long done = 0, errs = 0;
     double behind = 0;
 
     if (every < 1)
         every = 1;
-    c->fd = -1;
-    c->sa = addr_a;
+    for (k = 0; k < ntargets; ++k) {
+        conns[k].fd = -1;
+        conns[k].sa = k == 0 ? addr_a : addr_p[k - 1];
+    }
     for (j = id; j < total; j += nwriters) {
         double due = t0 + (double)j / rate, t = now();
         int st;
@@ -204,6 +216,7 @@ static void *writer(void *arg)
             sleep_until(due);
         else if (t - due > behind)
             behind = t - due;
+        c = &conns[j % ntargets];
         snprintf(path, sizeof(path), "/kvs/lag%d", (int)(j % 10000));
         st = request(c, "PUT", path, put_body, put_len, &rb);
         if (st != 200 && st != 201) {
@@ -211,7 +224,7 @@ static void *writer(void *arg)
             continue;
         }
         done++;
-        if (j % every == 0 && due - t0 > 0.5) { /* skip the first half second */
+        if (!everywhere && j % every == 0 && due - t0 > 0.5) { /* skip the first half second */
             double ta = now();
             pthread_mutex_lock(&mu);
             if (nsamples < MAX_SAMPLES && extract_meta(rb, samples[nsamples].meta, sizeof(samples[0].meta)) == 0) {
@@ -228,7 +241,45 @@ static void *writer(void *arg)
     if (behind > max_behind)
         max_behind = behind;
     pthread_mutex_unlock(&mu);
-    close(c->fd);
+    for (k = 0; k < ntargets; ++k)
+        if (conns[k].fd >= 0)
+            close(conns[k].fd);
+    free(conns);
+    return NULL;
+}
+
+/* -e: every 1/sample_hz a PUT of a probe key at A, sampled for the
+ * pollers; keys of its own, so a background write never overwrites one
+ * (a poller would then see 200 for a value it did not wait for). */
+static void *probe(void *arg)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    char path[64], *rb;
+    long i, total = (long)(sample_hz * duration);
+
+    (void)arg;
+    c->fd = -1;
+    c->sa = addr_a;
+    for (i = 0; i < total; ++i) {
+        double due = t0 + (double)i / sample_hz;
+        int st;
+        if (now() < due)
+            sleep_until(due);
+        snprintf(path, sizeof(path), "/kvs/probe%ld", i % 10000);
+        st = request(c, "PUT", path, put_body, put_len, &rb);
+        if ((st != 200 && st != 201) || due - t0 <= 0.5) /* skip the first half second */
+            continue;
+        double ta = now();
+        pthread_mutex_lock(&mu);
+        if (nsamples < MAX_SAMPLES && extract_meta(rb, samples[nsamples].meta, sizeof(samples[0].meta)) == 0) {
+            samples[nsamples].t_ack = ta;
+            samples[nsamples].key = (int)(i % 10000);
+            __atomic_store_n(&nsamples, nsamples + 1, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&mu);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
     free(c);
     return NULL;
 }
@@ -260,7 +311,7 @@ static void *poll_peer(void *arg)
         }
         struct sample *s = &samples[idx];
         int blen = snprintf(body, sizeof(body), "{\"causal-metadata\": %s}", s->meta);
-        snprintf(path, sizeof(path), "/kvs/lag%d", s->key);
+        snprintf(path, sizeof(path), everywhere ? "/kvs/probe%d" : "/kvs/lag%d", s->key);
         for (;;) {
             int st = request(c, "GET", path, body, (size_t)blen, &rb);
             if (st == 200) {
@@ -308,10 +359,10 @@ int main(int argc, char **argv)
 {
     int o, i;
     char *peers = NULL;
-    pthread_t *wt;
+    pthread_t *wt, probe_th;
     struct poller pl[MAX_PEERS];
 
-    while ((o = getopt(argc, argv, "a:p:r:d:w:s:v:i:")) != -1) {
+    while ((o = getopt(argc, argv, "a:p:r:d:w:s:v:i:e")) != -1) {
         switch (o) {
         case 'a':
             if (parse_addr(optarg, &addr_a) != 0)
@@ -326,12 +377,14 @@ int main(int argc, char **argv)
         case 's': sample_hz = atof(optarg); break;
         case 'v': vbytes = atoi(optarg); break;
         case 'i': poll_pause_us = atoi(optarg); break;
+        case 'e': everywhere = 1; break;
         default:
-            fprintf(stderr, "usage: lagprobe -a A -p B,C [-r rate] [-d s] [-w writers] [-s samples/s] [-v bytes] [-i us]\n");
+            fprintf(stderr, "usage: lagprobe -a A -p B,C [-r rate] [-d s] [-w writers] [-s samples/s] [-v bytes] [-i us] [-e]\n");
             return 2;
         }
     }
-    if (!peers || addr_a.sin_family != AF_INET || vbytes < 2 || vbytes > 3000)
+    if (!peers || addr_a.sin_family != AF_INET || vbytes < 2 || vbytes > 3000 || rate <= 0 || sample_hz <= 0 ||
+        nwriters < 1)
         return 2;
     for (char *tok = strtok(peers, ","); tok && npeers < MAX_PEERS; tok = strtok(NULL, ",")) {
         if (parse_addr(tok, &addr_p[npeers]) != 0)
@@ -353,9 +406,13 @@ int main(int argc, char **argv)
     wt = calloc((size_t)nwriters, sizeof(*wt));
     for (i = 0; i < nwriters; ++i)
         pthread_create(&wt[i], NULL, writer, (void *)(long)i);
+    if (everywhere)
+        pthread_create(&probe_th, NULL, probe, NULL);
     for (i = 0; i < nwriters; ++i)
         pthread_join(wt[i], NULL);
     double t_end = now();
+    if (everywhere)
+        pthread_join(probe_th, NULL);
     writers_done = 1;
     for (i = 0; i < npeers; ++i) {
         pthread_join(pl[i].th, NULL);
@@ -376,7 +433,8 @@ int main(int argc, char **argv)
         printf("LAG peer=all n=%d p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f\n", n, pct(all, n, 0.5),
                pct(all, n, 0.99), pct(all, n, 0.999), pct(all, n, 1.0));
     }
-    printf("RATE target=%.0f achieved=%.0f writes=%ld errors=%ld max_behind_ms=%.1f\n", rate,
-           (double)writes_done / (t_end - t0), writes_done, write_errors, max_behind * 1000);
+    printf("RATE target=%.0f achieved=%.0f writes=%ld errors=%ld max_behind_ms=%.1f writers_on=%s\n", rate,
+           (double)writes_done / (t_end - t0), writes_done, write_errors, max_behind * 1000,
+           everywhere ? "all" : "A");
     return 0;
 }

@@ -49,6 +49,7 @@ struct proc_stats {
     uint64_t incarnations_freed;
     uint64_t writes_lost_freed; /* lost writes counted on rows since freed */
     uint64_t batches_from_outside;  /* replication batches from a sender not in our view */
+    uint64_t ship_after_answer; /* batches sent as soon as the previous one was answered */
     uint64_t peer_queued_bytes[VIEW_MAX];
     uint64_t peer_lag_ms[VIEW_MAX];
     /* workers: kvs requests parked by --causal-wait, and how they ended */

@@ -273,6 +273,12 @@ static int metrics(struct http_env *env, h2o_req_t *req)
     SCALAR(
       &o, "kvsd_shipped_bytes_total", "counter", "Bytes of replication batches sent.", "%" PRIu64, sum->bytes_shipped);
     SCALAR(&o,
+           "kvsd_ship_after_answer_total",
+           "counter",
+           "Batches of records sent the moment the batch before them to that peer was answered.",
+           "%" PRIu64,
+           sum->ship_after_answer);
+    SCALAR(&o,
            "kvsd_snapshots_installed_total",
            "counter",
            "State transfers installed.",

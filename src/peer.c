@@ -29,6 +29,15 @@
 #define BATCH_RECORDS 4096
 #define RELAY_DELAY_MS 50   /* others' writes a peer lacks this long after they came here */
 #define RELAY_EAGER_MS 1000 /* then relay to it at once for this long */
+/* Records of a batch that waited for dependencies the peer lacks are sent
+ * again at once, with those dependencies relayed (worth_sending()); if
+ * none of a batch's records is taken even so, again after STALL_RETRY_MS,
+ * doubling after STALL_STEADY_TRIES, up to --heartbeat.  (Waiting a whole
+ * heartbeat made every such wait a heartbeat long, and with writers on
+ * every replica they are frequent: a record depends on everything its
+ * origin had applied, often writes still on their way to the peer.) */
+#define STALL_RETRY_MS 1
+#define STALL_STEADY_TRIES 4 /* at STALL_RETRY_MS before doubling */
 
 void peer_set_state(struct replicator *r, struct peer *p, int state)
 {
@@ -137,6 +146,8 @@ static void reset_shipping(struct peer *p)
     p->clock_known = 0;
     p->nscan = 0;
     p->retry_at_ms = 0;
+    p->stalls = 0;
+    p->deps_wait = 0;
 }
 
 void peer_evict(struct replicator *r, struct peer *p, const char *why)
@@ -253,7 +264,10 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
 
 /* Should this record, which p's last clock report lacks, go to p now?
  * The origin's own replicator ships it directly.  Another origin's
- * record is relayed at once if that origin is gone or retired, or while
+ * record is relayed at once if that origin is gone or retired, while
+ * records of our last batch to p wait there (p->deps_wait: the answer
+ * proved p lacks writes they depend on -- a record's dependencies are all
+ * that came before it here -- so the next batch carries them), or while
  * p is in relay mode.  p enters relay mode (for RELAY_EAGER_MS, renewed
  * while it lasts) when a clock report taken RELAY_DELAY_MS or more after
  * the record arrived here still lacks it: the origin is not reaching p
@@ -274,7 +288,7 @@ static enum relay worth_sending(struct replicator *r, struct peer *p, const stru
 
     if ((int32_t)rec->origin == clock->self)
         return SHIP;
-    if (inc->flags & INC_RETIRED)
+    if ((inc->flags & INC_RETIRED) || p->deps_wait)
         return SHIP;
     row = view_find(r->shm->view, inc->addr);
     if (row < 0 || r->peer[row].state != PEER_ACTIVE)
@@ -300,6 +314,7 @@ static void scan_push(struct peer *p, uint64_t pos, uint32_t origin, uint64_t se
     p->scan[p->nscan].pos = pos;
     p->scan[p->nscan].origin = origin;
     p->scan[p->nscan].seq = seq;
+    p->scan[p->nscan].sent = 0;
     ++p->nscan;
 }
 
@@ -344,7 +359,9 @@ static size_t batch_budget(const struct replicator *r)
 }
 
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err);
-static int advance_cursor(struct replicator *r, struct peer *p);
+/* What the answer says became of the records of the batch. */
+enum taken { TAKEN_ALL, TAKEN_SOME, TAKEN_NONE };
+static enum taken advance_cursor(struct replicator *r, struct peer *p);
 
 /* One batch being assembled for a peer. */
 struct batch {
@@ -443,6 +460,7 @@ static void fill_batch(struct replicator *r, struct peer *p, struct batch *b, ui
                         rec->vlen,
                         rlog_rec_deps(rec),
                         rec->ndeps);
+        p->scan[p->nscan - 1].sent = 1; /* decide() pushed it last */
         b->bytes += (size_t)n;
     }
     p->scan_end = pos;
@@ -486,6 +504,7 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
     wire_enc_init(&b.enc);
     p->nscan = 0;
     p->recheck_at_ms = 0;
+    p->retry_at_ms = 0; /* due (callers check), so the loop stops waiting for it */
     if (p->clock_known) {
         fill_batch(r, p, &b, now);
     } else {
@@ -508,20 +527,38 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
 }
 
 /* Everything before the first scanned record the peer still lacks is
- * acked: move the cursor there.  Returns 1 if the batch carried records
- * and none of them was taken (they wait for dependencies). */
-static int advance_cursor(struct replicator *r, struct peer *p)
+ * acked: move the cursor there.  Returns whether the peer took all the
+ * records of the batch (or it had none), some, or none (they wait for
+ * dependencies).  A batch some of whose records were taken made progress
+ * even when the cursor stays (pinned by an older record of another origin
+ * the peer still lacks). */
+static enum taken advance_cursor(struct replicator *r, struct peer *p)
 {
     const struct repl_peer_sh *m = &r->shm->repl->peer[p->row];
-    uint64_t old = p->cursor;
-    size_t i, n = p->nscan;
+    size_t i, n = p->nscan, taken = 0;
 
+    for (i = 0; i < n; ++i)
+        if (p->scan[i].sent && p->scan[i].seq <= m->acked[p->scan[i].origin])
+            ++taken;
     for (i = 0; i < n; ++i)
         if (p->scan[i].seq > m->acked[p->scan[i].origin])
             break;
     p->cursor = i < n ? p->scan[i].pos : p->scan_end;
     p->nscan = 0;
-    return p->nsent > 0 && p->cursor == old;
+    return taken == p->nsent ? TAKEN_ALL : taken == 0 ? TAKEN_NONE : TAKEN_SOME;
+}
+
+/* How long to wait before sending again a batch that waited `tries`
+ * times in a row (1 or more). */
+static uint64_t stall_delay(const struct replicator *r, uint32_t tries)
+{
+    uint64_t ms = STALL_RETRY_MS;
+
+    if (tries == 1)
+        return 0;
+    if (tries > STALL_STEADY_TRIES)
+        ms <<= tries - STALL_STEADY_TRIES < 16 ? tries - STALL_STEADY_TRIES : 16;
+    return ms < r->cfg->heartbeat_ms ? ms : r->cfg->heartbeat_ms;
 }
 
 static void on_shipped(void *arg, int status, const char *body, size_t len, const char *err)
@@ -530,7 +567,8 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
     struct replicator *r = p->r;
     uint64_t now = now_ms();
     uint32_t flags;
-    int had_clock = p->clock_known, stalled = 0;
+    int had_clock = p->clock_known;
+    enum taken taken = TAKEN_ALL;
 
     p->inflight = 0;
     if (status == 0 && err != NULL && strcmp(err, "canceled") == 0)
@@ -563,15 +601,27 @@ static void on_shipped(void *arg, int status, const char *body, size_t len, cons
         p->cursor = rlog_tail(r->shm->rlog);
         p->nscan = 0;
     } else {
-        stalled = advance_cursor(r, p);
+        taken = advance_cursor(r, p);
     }
-    /* more to send?  go on at once, unless the last batch made no
-     * progress (its records wait for dependencies from elsewhere) or the
-     * peer still needs a snapshot (it may be joining, or pulling one) */
-    stalled |= p->clock_known && !log_covers_peer(r, p);
-    p->retry_at_ms = stalled ? now + r->cfg->heartbeat_ms : 0;
-    if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0)
+    /* more to send?  go on at once (records appended while the batch was
+     * in flight, the rest of a backlog, or records that waited, now with
+     * what they wait for: deps_wait), unless the peer still needs a
+     * snapshot (it may be joining, or pulling one: look again in a
+     * heartbeat) or even such a batch made no progress (again soon, see
+     * STALL_RETRY_MS) */
+    p->deps_wait = taken != TAKEN_ALL;
+    p->stalls = taken == TAKEN_NONE ? p->stalls + 1 : 0;
+    if (p->clock_known && !log_covers_peer(r, p))
+        p->retry_at_ms = now + r->cfg->heartbeat_ms;
+    else if (p->stalls != 0 && stall_delay(r, p->stalls) != 0)
+        p->retry_at_ms = now + stall_delay(r, p->stalls);
+    else
+        p->retry_at_ms = 0;
+    if (p->state == PEER_ACTIVE && p->cursor != rlog_head(r->shm->rlog) && p->retry_at_ms == 0) {
         peer_ship(r, p, now);
+        if (taken == TAKEN_ALL && p->inflight && p->nsent != 0)
+            stats_add(&r->stats->ship_after_answer, 1);
+    }
 }
 
 /* --- probing ------------------------------------------------------------------ */

@@ -675,29 +675,42 @@ static uint32_t ships_at_once(const struct replicator *r)
     return when;
 }
 
-/* New log records, or due re-checks (recheck_only): ship to every idle
+/* When an active peer wants a scan without a new record (UINT64_MAX:
+ * never): the retry of a batch whose records waited for dependencies
+ * (peer.c, STALL_RETRY_MS; no re-check before it), or a re-check of
+ * records getting relay-old.  Waiting for the tick would stall both. */
+static uint64_t due_at(const struct peer *p)
+{
+    if (p->row < 0 || p->state != PEER_ACTIVE || !p->clock_known || p->inflight)
+        return UINT64_MAX;
+    if (p->retry_at_ms != 0)
+        return p->retry_at_ms;
+    return p->recheck_at_ms != 0 ? p->recheck_at_ms : UINT64_MAX;
+}
+
+/* New log records (due_only 0) or due scans (1): ship to every idle
  * active peer at once. */
-static void ship_all(struct replicator *r, int recheck_only)
+static void ship_all(struct replicator *r, int due_only)
 {
     uint64_t now = now_ms();
     int i;
 
     for (i = 0; i < VIEW_MAX; ++i) {
         struct peer *p = &r->peer[i];
-        if (idle(p, now) && (!recheck_only || (p->recheck_at_ms != 0 && now >= p->recheck_at_ms)))
+        if (due_only ? due_at(p) <= now : idle(p, now))
             peer_ship(r, p, now);
     }
 }
 
-/* When the earliest re-check of an idle peer is due (UINT64_MAX: none). */
-static uint64_t next_recheck(const struct replicator *r, uint64_t now)
+/* When the earliest due scan of a peer is (UINT64_MAX: none). */
+static uint64_t next_due(const struct replicator *r)
 {
-    uint64_t at = UINT64_MAX;
+    uint64_t at = UINT64_MAX, t;
     int i;
 
     for (i = 0; i < VIEW_MAX; ++i)
-        if (idle(&r->peer[i], now) && r->peer[i].recheck_at_ms != 0 && r->peer[i].recheck_at_ms < at)
-            at = r->peer[i].recheck_at_ms;
+        if ((t = due_at(&r->peer[i])) < at)
+            at = t;
     return at;
 }
 
@@ -755,11 +768,11 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
 
     next_tick = now_ms() + TICK_MS;
     while (!got_term) {
-        uint64_t now = now_ms(), head, until = next_tick, recheck = next_recheck(r, now);
+        uint64_t now = now_ms(), head, until = next_tick, due = next_due(r);
         int32_t wait;
 
-        if (recheck < until)
-            until = recheck;
+        if (due < until)
+            until = due;
         wait = now >= until ? 0 : (int32_t)(until - now);
 
         /* Writers poke the eventfd only for the kinds of record that
@@ -780,7 +793,7 @@ void replicator_main(shm_t *shm, const struct config *cfg, int slot)
         if ((head = rlog_head(shm->rlog)) != r->log_seen) {
             r->log_seen = head;
             ship_all(r, 0);
-        } else if (recheck != UINT64_MAX && now_ms() >= recheck) {
+        } else if (due != UINT64_MAX && now_ms() >= due) {
             ship_all(r, 1);
         }
         if (__atomic_load_n(&shm->view->version, __ATOMIC_ACQUIRE) != r->view_version)

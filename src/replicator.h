@@ -34,11 +34,14 @@ struct peer {
     uint64_t last_exchange_ms;
     uint64_t last_probe_ms;
     uint64_t retry_at_ms; /* no shipping before this (no progress last time) */
+    uint32_t stalls;      /* answers in a row whose records all waited */
+    int deps_wait;        /* some records of the last answered batch waited */
     int clock_known;      /* acked clock learnt since (re)admission */
     uint64_t cursor;      /* log position: every earlier record is acked */
     struct scan_rec {
         uint64_t pos;
         uint32_t origin;
+        uint32_t sent; /* in the batch (else acked, or left for later) */
         uint64_t seq;
     } * scan;
     size_t nscan, scancap;
