@@ -512,7 +512,11 @@ void peer_ship(struct replicator *r, struct peer *p, uint64_t now)
         p->cursor = rlog_tail(r->shm->rlog);
         p->scan_end = p->cursor;
     }
-    stats_set(&r->stats->peer_queued_bytes[p->row], rlog_head(r->shm->rlog) - p->cursor);
+    /* queued and lag describe the same thing: what the peer lacks.  Log
+     * the peer has acknowledged (or that is of folded lives) but the
+     * cursor has not passed yet is not queued. */
+    stats_set(&r->stats->peer_queued_bytes[p->row],
+              !p->clock_known ? 0 : rlog_head(r->shm->rlog) - (b.oldest ? p->cursor : p->scan_end));
     stats_set(&r->stats->peer_lag_ms[p->row], b.oldest ? (uint32_t)now - (uint32_t)b.oldest : 0);
     if (p->clock_known && b.enc.nrec == 0 && b.flags == 0 && !b.need_clock &&
         now - p->last_exchange_ms < r->cfg->heartbeat_ms) {

@@ -45,6 +45,15 @@ n = metrics(B).get("kvsd_batches_from_outside_total", 0)
 p = kv_retry(A, "PUT", "again", None, value=1, put=True)
 ok(wait_until(lambda: (try_kv(B, "GET", "again", meta_of(p)) or p).status == 200, 5), "A still reaches B")
 is_(metrics(B).get("kvsd_batches_from_outside_total", 0), n, "no more outside batches once A is in B's view")
+# idle and caught up: nothing queued, no lag, and the two gauges agree
+def idle_gauges(r, peer):
+    m = metrics(r)
+    return (m.get('kvsd_peer_queued_bytes{peer="%s"}' % peer), m.get('kvsd_peer_lag_seconds{peer="%s"}' % peer))
+
+
+ok(wait_until(lambda: idle_gauges(A, B.addr) == (0, 0) and idle_gauges(B, A.addr) == (0, 0), 5),
+   "caught up: kvsd_peer_queued_bytes and kvsd_peer_lag_seconds both 0 on A and B",
+   repr((idle_gauges(A, B.addr), idle_gauges(B, A.addr))))
 for r in cl:
     r.stop()
 done()
