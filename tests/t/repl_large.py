@@ -167,7 +167,13 @@ want4 = {}
 s = Session(S)
 for i in range(24):
     v = pattern(MAX_BODY - 10, "snap-%d" % i)
-    p = put_raw(S, "snap%d" % i, v, s)
+    try:
+        p = put_raw(S, "snap%d" % i, v, s)
+    except OSError as e:  # the keep-alive connection went away: once more, afresh
+        diag("PUT snap%d: %r; again on a new connection" % (i, e))
+        s.close()
+        s = Session(S)
+        p = put_raw(S, "snap%d" % i, v, s)
     want4["snap%d" % i] = v
 s.close()
 is_(p.status, 201, "24 MiB written at the source (64 MiB store)")
