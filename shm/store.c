@@ -65,6 +65,7 @@ struct store_state {
     struct install_intent install;
     uint64_t apply_attempts; /* replicated records checked for applying */
     pid_t pass_pid;          /* the process running a full pass (snapshot, check), or 0 */
+    uint64_t check_quiet_until_ms; /* no store check before then (CHECK_DUTY) */
 };
 
 static void install_rollback(shm_t *shm, struct install_intent *in);
@@ -833,16 +834,30 @@ static int check_entry(const struct entry *e, void *arg)
     return 0;
 }
 
+/* A store check holds the writer lock for a whole pass (it checks the
+ * table's and arena's structure, which must stand still); after one that
+ * held it D ms (D >= CHECK_SHORT_MS), the next waits CHECK_DUTY x D ms,
+ * so checks called in a loop block writers at most 1 / (CHECK_DUTY + 1)
+ * of the time. */
+#define CHECK_DUTY 9
+#define CHECK_SHORT_MS 2 /* checks shorter than this (small stores) are not spaced */
+
+int store_check_quiet(shm_t *shm)
+{
+    return now_ms() < __atomic_load_n(&state_of(shm)->check_quiet_until_ms, __ATOMIC_ACQUIRE);
+}
+
 int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
 {
     struct check_ctx ctx = { shm, buf, buflen, 0 };
-    uint64_t pos, prev_seq[CLOCK_MAX] = { 0 };
+    uint64_t pos, prev_seq[CLOCK_MAX] = { 0 }, t0;
     char *rec = NULL;
     size_t cap = 0, need = 0;
     long n;
     int r = 0;
 
     lock_acquire_sh(shm->lock);
+    t0 = now_ms();
     if (table_check(shm->table, why) != 0 || arena_check(shm->arena, why) != 0) {
         r = -1;
         goto out;
@@ -886,6 +901,11 @@ int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
         prev_seq[h->origin] = h->seq;
     }
 out:
+    pos = now_ms();
+    /* a short check (a small store) costs writers nothing worth spacing */
+    __atomic_store_n(&state_of(shm)->check_quiet_until_ms,
+                     pos - t0 < CHECK_SHORT_MS ? 0 : pos + CHECK_DUTY * (pos - t0),
+                     __ATOMIC_RELEASE);
     lock_release_sh(shm->lock);
     free(rec);
     return r;

@@ -140,6 +140,9 @@ int store_snapshot_sh(shm_t *shm,
  * replica: 0 if this process may start one, -1 if another runs.  A pass
  * whose process died no longer counts. */
 int store_pass_begin(shm_t *shm);
+/* 1 while a store check may not run yet: the last one held the writer
+ * lock D ms, and checks are spaced 9 x D ms apart (store.c CHECK_DUTY). */
+int store_check_quiet(shm_t *shm);
 void store_pass_end(shm_t *shm);
 
 /* Consistency check of the whole store under the writer lock: table,

@@ -265,7 +265,7 @@ static int check(struct http_env *env, h2o_req_t *req)
     size_t i;
     int r;
 
-    if (store_pass_begin(env->shm) != 0) {
+    if (store_check_quiet(env->shm) || store_pass_begin(env->shm) != 0) {
         send_busy(req);
         return 0;
     }
