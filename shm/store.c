@@ -52,9 +52,10 @@ enum { INSTALL_IDLE = 0, INSTALL_PREPARING, INSTALL_COMMITTED, INSTALL_CLEANUP }
 struct install_intent {
     uint32_t state;         /* INSTALL_* */
     uint32_t ninc;          /* clock[] entries that count */
-    size_t n;               /* slots of entries[] and keys[] filled */
+    size_t n;               /* slots of entries[] (and keys[]) filled */
     struct entry **entries; /* arena: the copies; a slot is cleared once published or freed */
-    struct entry **keys;    /* arena: the same, never cleared: the transfer's keys, sorted */
+    struct entry **keys;    /* arena: the same, never cleared, sorted by (hash, key); NULL when
+                               the store held no entry at the prepare: nothing to drop */
     uint64_t lamport;       /* the largest Lamport stamp among them */
     uint64_t clock[CLOCK_MAX];
 };
@@ -530,9 +531,10 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
  * no longer has it, which is why it sent a snapshot).
  *
  *   prepare   every transferred entry is copied into the arena (not yet
- *             visible), in key order, and the table grown so the publishes
- *             below cannot fail.  Killed here: recovery frees what was
- *             copied; nothing visible changed.
+ *             visible), in (hash, key) order unless the store is empty,
+ *             and the table grown so the publishes below cannot fail.
+ *             Killed here: recovery frees what was copied; nothing
+ *             visible changed.
  *   commit    the target clock is recorded and state becomes COMMITTED.
  *   finish    idempotent steps: drop the local entries the transfer shows
  *             deleted, publish each copy that is newer than the key's
@@ -543,29 +545,67 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
  * published, so a replay neither frees an entry twice nor loses one; a
  * kill between a publish and retiring the entry it replaced leaks that
  * one entry.
+ *
+ * Installing into an empty store (recovery from --data-dir, a replica
+ * that joins or restarts without one) is the case that must be fast: it
+ * has nothing to drop, so it needs no search order, no sort and no
+ * keys[]; its finish (or a replay of it) sees only the transfer's own
+ * entries, which the writer lock kept every other writer from adding.
+ * Each copy is still looked up before it is published, so a transfer
+ * that names a key twice (a peer's bug) leaves one entry, the newer.
  */
-static int cmp_record_key(const void *a, const void *b)
+
+/* A transfer record's place in the (hash, key) order of keys[]: sorted
+ * in the heap before the lock is taken; 16 bytes, so the sort moves
+ * little and compares the hash without reading the key. */
+struct install_ref {
+    uint32_t hash;
+    const struct store_record *rec;
+};
+
+static int cmp_hash_key(uint32_t ha, const char *ka, size_t la, uint32_t hb, const char *kb, size_t lb)
 {
-    const struct store_record *x = a, *y = b;
-    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
-    return c != 0 ? c : (int)x->klen - (int)y->klen;
+    int c;
+
+    if (ha != hb)
+        return ha < hb ? -1 : 1;
+    c = memcmp(ka, kb, la < lb ? la : lb);
+    return c != 0 ? c : (int)la - (int)lb;
 }
 
-static int cmp_entry_key(const char *key, size_t klen, const struct entry *e)
+static int cmp_install_ref(const void *a, const void *b)
 {
-    int c = memcmp(key, entry_key(e), klen < e->klen ? klen : e->klen);
-    return c != 0 ? c : (int)klen - (int)e->klen;
+    const struct install_ref *x = a, *y = b;
+    return cmp_hash_key(x->hash, x->rec->key, x->rec->klen, y->hash, y->rec->key, y->rec->klen);
 }
 
-/* 1 if key is among the transfer's entries: a binary search of keys[],
- * which keeps every copy's place after its entries[] slot is cleared. */
-static int transfer_has(const struct install_intent *in, const char *key, size_t klen)
+/* The transfer in (hash, key) order; NULL if out of memory. */
+static struct install_ref *install_order(const struct store_record *entries, size_t n)
+{
+    struct install_ref *order = malloc(sizeof(*order) * (n ? n : 1));
+    size_t k;
+
+    if (order == NULL)
+        return NULL;
+    for (k = 0; k < n; ++k) {
+        order[k].hash = table_hash(entries[k].key, entries[k].klen);
+        order[k].rec = &entries[k];
+    }
+    qsort(order, n, sizeof(*order), cmp_install_ref);
+    return order;
+}
+
+/* 1 if e's key is among the transfer's entries: a binary search of
+ * keys[], which keeps every copy's place after its entries[] slot is
+ * cleared. */
+static int transfer_has(const struct install_intent *in, const struct entry *e)
 {
     size_t lo = 0, hi = in->n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = cmp_entry_key(key, klen, (const struct entry *)in->keys[mid]);
+        const struct entry *k = in->keys[mid];
+        int c = cmp_hash_key(e->hash, entry_key(e), e->klen, k->hash, entry_key(k), k->klen);
         if (c == 0)
             return 1;
         if (c < 0)
@@ -590,7 +630,7 @@ static int drop_stale(const struct entry *e, void *arg)
     /* a folded life's write is applied everywhere, the source included */
     if (e->origin >= ctx->in->ninc || (e->seq > ctx->in->clock[e->origin] && !clock_folded(ctx->shm->clock, e->origin)))
         return 0;
-    if (!transfer_has(ctx->in, entry_key(e), e->klen))
+    if (!transfer_has(ctx->in, e))
         unlink_entry(ctx->shm, e);
     return 0;
 }
@@ -653,7 +693,8 @@ static void install_finish(shm_t *shm, struct install_intent *in)
 
     if (in->state == INSTALL_CLEANUP)
         goto cleanup;
-    table_foreach_sh(shm->table, drop_stale, &stale);
+    if (in->keys != NULL)
+        table_foreach_sh(shm->table, drop_stale, &stale);
     for (k = 0; k < in->n; ++k)
         install_one(shm, in, k);
     /* entries first, clock after: a reader who sees the clock sees every
@@ -673,11 +714,13 @@ cleanup:
     install_rollback(shm, in);
 }
 
-/* Writer lock held: copy the (key-sorted) transfer into the arena and
- * commit.  -1, nothing changed, if it does not fit. */
+/* Writer lock held: copy the transfer into the arena (in `order` when
+ * given, and then keep that order in keys[]) and commit.  -1, nothing
+ * changed, if it does not fit. */
 static int install_prepare(shm_t *shm,
                            struct install_intent *in,
-                           const struct store_record *sorted,
+                           const struct store_record *entries,
+                           const struct install_ref *order,
                            size_t n,
                            const uint64_t *clock,
                            uint32_t ninc)
@@ -689,13 +732,13 @@ static int install_prepare(shm_t *shm,
     in->keys = NULL;
     if ((in->entries = arena_alloc_sh(shm->arena, bytes)) == NULL)
         return -1;
-    if ((in->keys = arena_alloc_sh(shm->arena, bytes)) == NULL) {
+    if (order != NULL && (in->keys = arena_alloc_sh(shm->arena, bytes)) == NULL) {
         arena_free_sh(shm->arena, in->entries);
         return -1;
     }
     __atomic_store_n(&in->state, INSTALL_PREPARING, __ATOMIC_RELEASE);
     for (k = 0; k < n; ++k) {
-        const struct store_record *r = &sorted[k];
+        const struct store_record *r = order != NULL ? order[k].rec : &entries[k];
         size_t vlen = r->tombstone ? 0 : r->vlen;
         struct entry *e = table_entry_new_sh(shm->arena, r->key, r->klen, vlen);
 
@@ -709,7 +752,9 @@ static int install_prepare(shm_t *shm,
         memcpy((char *)entry_value(e), r->value, vlen);
         if (r->lamport > in->lamport)
             in->lamport = r->lamport;
-        in->entries[k] = in->keys[k] = e;
+        in->entries[k] = e;
+        if (in->keys != NULL)
+            in->keys[k] = e;
         __atomic_store_n(&in->n, k + 1, __ATOMIC_RELEASE);
     }
     if (table_reserve_sh(shm->table, shm->rcu, shm->arena, n) != 0)
@@ -724,23 +769,30 @@ fail:
     return -1;
 }
 
+/* Writer lock held, or a hint without it. */
+static int store_is_empty(const shm_t *shm)
+{
+    return __atomic_load_n(&shm->table->nlive, __ATOMIC_RELAXED) + __atomic_load_n(&shm->table->ntomb, __ATOMIC_RELAXED) == 0;
+}
+
 int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, const uint64_t *clock, uint32_t ninc)
 {
     struct install_intent *in = &state_of(shm)->install;
-    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
-    int r;
+    struct install_ref *order = NULL;
+    int r = -1;
 
-    /* sorted here, in the heap, so the arena copy is born in key order */
-    if (sorted == NULL)
+    /* The order is sorted before the lock is taken, unless the store
+     * looks empty; if a write slipped in since, it is sorted under it. */
+    if (!store_is_empty(shm) && (order = install_order(entries, n)) == NULL)
         return -1;
-    memcpy(sorted, entries, sizeof(*sorted) * n);
-    qsort(sorted, n, sizeof(*sorted), cmp_record_key);
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
-    if ((r = install_prepare(shm, in, sorted, n, clock, ninc)) == 0)
-        install_finish(shm, in);
+    if (order != NULL || store_is_empty(shm) || (order = install_order(entries, n)) != NULL) {
+        if ((r = install_prepare(shm, in, entries, order, n, clock, ninc)) == 0)
+            install_finish(shm, in);
+    }
     lock_release_sh(shm->lock);
-    free(sorted);
+    free(order);
     return r;
 }
 
