@@ -69,7 +69,7 @@ struct store_state {
 };
 
 static void install_rollback(shm_t *shm, struct install_intent *in);
-static void install_finish(shm_t *shm, struct install_intent *in);
+static void install_finish(shm_t *shm, struct install_intent *in, int replay);
 
 static struct store_state *state_of(shm_t *shm)
 {
@@ -194,7 +194,7 @@ void store_recover_sh(void *arg)
     if (st->install.state == INSTALL_PREPARING)
         install_rollback(st->shm, &st->install);
     else if (st->install.state != INSTALL_IDLE)
-        install_finish(st->shm, &st->install);
+        install_finish(st->shm, &st->install, 1);
     if (in->committed && finish_intent(st->shm, in) == 0) {
         in->committed = 0;
         arena_free_sh(st->shm->arena, in->entry);
@@ -679,24 +679,74 @@ static void install_one(shm_t *shm, struct install_intent *in, size_t k)
     if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0)
         abort(); /* cannot fail: install_prepare() reserved the slots */
     in->entries[k] = NULL;
+    /* exact unless killed in between; a replay recounts */
+    counters_after(shm, old, e, &shm->table->nlive, &shm->table->ntomb);
     if (old != NULL)
         rcu_retire_sh(shm->rcu, &old->rcu);
 }
 
-/* Writer lock held, intent committed: the idempotent second half. */
-static void install_finish(shm_t *shm, struct install_intent *in)
+/* The order in which finish publishes the copies: by home slot, so the
+ * slot array is walked front to back and a probe meets entries published
+ * a moment ago, instead of a cache miss per copy (a transfer arrives in
+ * the order of the sender's table, or of a file, not of ours).  A
+ * counting sort on the slot's top bits; NULL (publish in place order)
+ * if the heap is short: only slower. */
+static size_t *install_slot_order(const shm_t *shm, const struct install_intent *in, size_t *m)
+{
+    const struct table_slots *s = shm->table->slots;
+    unsigned shift = 0;
+    size_t *perm, *at, k, b, nb;
+
+    while (((s->mask + 1) >> shift) > 65536)
+        ++shift;
+    nb = (size_t)((s->mask >> shift) + 1);
+    if ((perm = malloc(sizeof(*perm) * (in->n ? in->n : 1))) == NULL)
+        return NULL;
+    if ((at = calloc(nb + 1, sizeof(*at))) == NULL) {
+        free(perm);
+        return NULL;
+    }
+    for (k = 0; k < in->n; ++k)
+        if (in->entries[k] != NULL)
+            ++at[((in->entries[k]->hash & s->mask) >> shift) + 1];
+    for (b = 1; b <= nb; ++b)
+        at[b] += at[b - 1];
+    for (k = 0; k < in->n; ++k)
+        if (in->entries[k] != NULL)
+            perm[at[(in->entries[k]->hash & s->mask) >> shift]++] = k;
+    *m = at[nb - 1];
+    free(at);
+    return perm;
+}
+
+/* The copies are read in slot order, i.e. all over the arena: fetch
+ * entries[]'s pointer, then the copy's header, ahead of need. */
+#define INSTALL_AHEAD 8
+
+/* Writer lock held, intent committed: the idempotent second half.  The
+ * table's counters are kept exact on the way; a replay after a kill
+ * (which may have published without counting) recounts them. */
+static void install_finish(shm_t *shm, struct install_intent *in, int replay)
 {
     struct stale_ctx stale = { shm, in };
     uint64_t counts[2] = { 0, 0 };
     uint32_t id;
-    size_t k;
+    size_t k, m, *perm;
 
     if (in->state == INSTALL_CLEANUP)
         goto cleanup;
     if (in->keys != NULL)
         table_foreach_sh(shm->table, drop_stale, &stale);
-    for (k = 0; k < in->n; ++k)
-        install_one(shm, in, k);
+    if ((perm = install_slot_order(shm, in, &m)) == NULL)
+        m = in->n;
+    for (k = 0; k < m; ++k) {
+        if (perm != NULL && k + 2 * INSTALL_AHEAD < m)
+            __builtin_prefetch(&in->entries[perm[k + 2 * INSTALL_AHEAD]]);
+        if (perm != NULL && k + INSTALL_AHEAD < m && in->entries[perm[k + INSTALL_AHEAD]] != NULL)
+            __builtin_prefetch(in->entries[perm[k + INSTALL_AHEAD]]);
+        install_one(shm, in, perm != NULL ? perm[k] : k);
+    }
+    free(perm);
     /* entries first, clock after: a reader who sees the clock sees every
      * entry it covers */
     clock_lamport_observe_sh(shm->clock, in->lamport);
@@ -704,10 +754,12 @@ static void install_finish(shm_t *shm, struct install_intent *in)
         clock_advance_sh(shm->clock, id, in->clock[id]);
     rlog_mark_installed_sh(shm->rlog, in->clock, in->ninc);
     __atomic_add_fetch(&shm->installs, 1, __ATOMIC_RELEASE); /* the persister snapshots it */
-    /* absolute values: right whatever a killed attempt had counted */
-    table_foreach_sh(shm->table, census, counts);
-    shm->table->nlive = counts[0];
-    shm->table->ntomb = counts[1];
+    if (replay) {
+        /* absolute values: right whatever a killed attempt had counted */
+        table_foreach_sh(shm->table, census, counts);
+        shm->table->nlive = counts[0];
+        shm->table->ntomb = counts[1];
+    }
     __atomic_store_n(&in->state, INSTALL_CLEANUP, __ATOMIC_RELEASE);
 cleanup:
     /* the copies that lost to a newer local write */
@@ -789,7 +841,7 @@ int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, c
     rcu_reclaim_sh(shm->rcu, shm->arena);
     if (order != NULL || store_is_empty(shm) || (order = install_order(entries, n)) != NULL) {
         if ((r = install_prepare(shm, in, entries, order, n, clock, ninc)) == 0)
-            install_finish(shm, in);
+            install_finish(shm, in, 0);
     }
     lock_release_sh(shm->lock);
     free(order);
