@@ -113,20 +113,20 @@ static int map_file(const char *path, struct mapped *m, char *err, size_t errlen
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
+    errno = EFBIG; /* what a size past SIZE_MAX / 2 reports */
     if (fstat(fd, &st) != 0 || (uint64_t)st.st_size > SIZE_MAX / 2) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno ? errno : EFBIG));
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     if (st.st_size > 0) {
-        /* read once, front to back: populate now, read ahead aggressively */
+        /* populated now: one pass over the page cache, no fault per page */
         p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
         if (p == MAP_FAILED) {
             snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
             close(fd);
             return -1;
         }
-        madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
         m->data = p;
         m->len = (size_t)st.st_size;
     }
