@@ -801,7 +801,8 @@ static int install_prepare(shm_t *shm,
         e->origin = (uint16_t)r->origin;
         e->flags = r->tombstone ? ENTRY_TOMBSTONE : 0;
         e->vlen = (uint32_t)vlen;
-        memcpy((char *)entry_value(e), r->value, vlen);
+        if (vlen != 0) /* a tombstone's value may be NULL */
+            memcpy((char *)entry_value(e), r->value, vlen);
         if (r->lamport > in->lamport)
             in->lamport = r->lamport;
         in->entries[k] = e;
