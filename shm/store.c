@@ -52,9 +52,10 @@ enum { INSTALL_IDLE = 0, INSTALL_PREPARING, INSTALL_COMMITTED, INSTALL_CLEANUP }
 struct install_intent {
     uint32_t state;         /* INSTALL_* */
     uint32_t ninc;          /* clock[] entries that count */
-    size_t n;               /* slots of entries[] and keys[] filled */
+    size_t n;               /* slots of entries[] (and keys[]) filled */
     struct entry **entries; /* arena: the copies; a slot is cleared once published or freed */
-    struct entry **keys;    /* arena: the same, never cleared: the transfer's keys, sorted */
+    struct entry **keys;    /* arena: the same, never cleared, sorted by (hash, key); NULL when
+                               the store held no entry at the prepare: nothing to drop */
     uint64_t lamport;       /* the largest Lamport stamp among them */
     uint64_t clock[CLOCK_MAX];
 };
@@ -69,7 +70,7 @@ struct store_state {
 };
 
 static void install_rollback(shm_t *shm, struct install_intent *in);
-static void install_finish(shm_t *shm, struct install_intent *in);
+static void install_finish(shm_t *shm, struct install_intent *in, int replay);
 
 static struct store_state *state_of(shm_t *shm)
 {
@@ -194,7 +195,7 @@ void store_recover_sh(void *arg)
     if (st->install.state == INSTALL_PREPARING)
         install_rollback(st->shm, &st->install);
     else if (st->install.state != INSTALL_IDLE)
-        install_finish(st->shm, &st->install);
+        install_finish(st->shm, &st->install, 1);
     if (in->committed && finish_intent(st->shm, in) == 0) {
         in->committed = 0;
         arena_free_sh(st->shm->arena, in->entry);
@@ -531,9 +532,10 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
  * no longer has it, which is why it sent a snapshot).
  *
  *   prepare   every transferred entry is copied into the arena (not yet
- *             visible), in key order, and the table grown so the publishes
- *             below cannot fail.  Killed here: recovery frees what was
- *             copied; nothing visible changed.
+ *             visible), in (hash, key) order unless the store is empty,
+ *             and the table grown so the publishes below cannot fail.
+ *             Killed here: recovery frees what was copied; nothing
+ *             visible changed.
  *   commit    the target clock is recorded and state becomes COMMITTED.
  *   finish    idempotent steps: drop the local entries the transfer shows
  *             deleted, publish each copy that is newer than the key's
@@ -544,29 +546,67 @@ size_t store_reap_sh(shm_t *shm, const uint64_t *floor, uint32_t ninc)
  * published, so a replay neither frees an entry twice nor loses one; a
  * kill between a publish and retiring the entry it replaced leaks that
  * one entry.
+ *
+ * Installing into an empty store (recovery from --data-dir, a replica
+ * that joins or restarts without one) is the case that must be fast: it
+ * has nothing to drop, so it needs no search order, no sort and no
+ * keys[]; its finish (or a replay of it) sees only the transfer's own
+ * entries, which the writer lock kept every other writer from adding.
+ * Each copy is still looked up before it is published, so a transfer
+ * that names a key twice (a peer's bug) leaves one entry, the newer.
  */
-static int cmp_record_key(const void *a, const void *b)
+
+/* A transfer record's place in the (hash, key) order of keys[]: sorted
+ * in the heap before the lock is taken; 16 bytes, so the sort moves
+ * little and compares the hash without reading the key. */
+struct install_ref {
+    uint32_t hash;
+    const struct store_record *rec;
+};
+
+static int cmp_hash_key(uint32_t ha, const char *ka, size_t la, uint32_t hb, const char *kb, size_t lb)
 {
-    const struct store_record *x = a, *y = b;
-    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
-    return c != 0 ? c : (int)x->klen - (int)y->klen;
+    int c;
+
+    if (ha != hb)
+        return ha < hb ? -1 : 1;
+    c = memcmp(ka, kb, la < lb ? la : lb);
+    return c != 0 ? c : (int)la - (int)lb;
 }
 
-static int cmp_entry_key(const char *key, size_t klen, const struct entry *e)
+static int cmp_install_ref(const void *a, const void *b)
 {
-    int c = memcmp(key, entry_key(e), klen < e->klen ? klen : e->klen);
-    return c != 0 ? c : (int)klen - (int)e->klen;
+    const struct install_ref *x = a, *y = b;
+    return cmp_hash_key(x->hash, x->rec->key, x->rec->klen, y->hash, y->rec->key, y->rec->klen);
 }
 
-/* 1 if key is among the transfer's entries: a binary search of keys[],
- * which keeps every copy's place after its entries[] slot is cleared. */
-static int transfer_has(const struct install_intent *in, const char *key, size_t klen)
+/* The transfer in (hash, key) order; NULL if out of memory. */
+static struct install_ref *install_order(const struct store_record *entries, size_t n)
+{
+    struct install_ref *order = malloc(sizeof(*order) * (n ? n : 1));
+    size_t k;
+
+    if (order == NULL)
+        return NULL;
+    for (k = 0; k < n; ++k) {
+        order[k].hash = table_hash(entries[k].key, entries[k].klen);
+        order[k].rec = &entries[k];
+    }
+    qsort(order, n, sizeof(*order), cmp_install_ref);
+    return order;
+}
+
+/* 1 if e's key is among the transfer's entries: a binary search of
+ * keys[], which keeps every copy's place after its entries[] slot is
+ * cleared. */
+static int transfer_has(const struct install_intent *in, const struct entry *e)
 {
     size_t lo = 0, hi = in->n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = cmp_entry_key(key, klen, (const struct entry *)in->keys[mid]);
+        const struct entry *k = in->keys[mid];
+        int c = cmp_hash_key(e->hash, entry_key(e), e->klen, k->hash, entry_key(k), k->klen);
         if (c == 0)
             return 1;
         if (c < 0)
@@ -591,7 +631,7 @@ static int drop_stale(const struct entry *e, void *arg)
     /* a folded life's write is applied everywhere, the source included */
     if (e->origin >= ctx->in->ninc || (e->seq > ctx->in->clock[e->origin] && !clock_folded(ctx->shm->clock, e->origin)))
         return 0;
-    if (!transfer_has(ctx->in, entry_key(e), e->klen))
+    if (!transfer_has(ctx->in, e))
         unlink_entry(ctx->shm, e);
     return 0;
 }
@@ -630,7 +670,7 @@ static void install_one(shm_t *shm, struct install_intent *in, size_t k)
 
     if (e == NULL)
         return;
-    cur = current(shm, entry_key(e), e->klen);
+    cur = table_lookup_sh(shm->table, entry_key(e), e->klen, e->hash); /* set by table_entry_new_sh() */
     if (cur == e) { /* published before a kill */
         in->entries[k] = NULL;
         return;
@@ -640,23 +680,74 @@ static void install_one(shm_t *shm, struct install_intent *in, size_t k)
     if (table_put_sh(shm->table, shm->rcu, shm->arena, e, &old) != 0)
         abort(); /* cannot fail: install_prepare() reserved the slots */
     in->entries[k] = NULL;
+    /* exact unless killed in between; a replay recounts */
+    counters_after(shm, old, e, &shm->table->nlive, &shm->table->ntomb);
     if (old != NULL)
         rcu_retire_sh(shm->rcu, &old->rcu);
 }
 
-/* Writer lock held, intent committed: the idempotent second half. */
-static void install_finish(shm_t *shm, struct install_intent *in)
+/* The order in which finish publishes the copies: by home slot, so the
+ * slot array is walked front to back and a probe meets entries published
+ * a moment ago, instead of a cache miss per copy (a transfer arrives in
+ * the order of the sender's table, or of a file, not of ours).  A
+ * counting sort on the slot's top bits; NULL (publish in place order)
+ * if the heap is short: only slower. */
+static size_t *install_slot_order(const shm_t *shm, const struct install_intent *in, size_t *m)
+{
+    const struct table_slots *s = shm->table->slots;
+    unsigned shift = 0;
+    size_t *perm, *at, k, b, nb;
+
+    while (((s->mask + 1) >> shift) > 65536)
+        ++shift;
+    nb = (size_t)((s->mask >> shift) + 1);
+    if ((perm = malloc(sizeof(*perm) * (in->n ? in->n : 1))) == NULL)
+        return NULL;
+    if ((at = calloc(nb + 1, sizeof(*at))) == NULL) {
+        free(perm);
+        return NULL;
+    }
+    for (k = 0; k < in->n; ++k)
+        if (in->entries[k] != NULL)
+            ++at[((in->entries[k]->hash & s->mask) >> shift) + 1];
+    for (b = 1; b <= nb; ++b)
+        at[b] += at[b - 1];
+    for (k = 0; k < in->n; ++k)
+        if (in->entries[k] != NULL)
+            perm[at[(in->entries[k]->hash & s->mask) >> shift]++] = k;
+    *m = at[nb - 1];
+    free(at);
+    return perm;
+}
+
+/* The copies are read in slot order, i.e. all over the arena: fetch
+ * entries[]'s pointer, then the copy's header, ahead of need. */
+#define INSTALL_AHEAD 8
+
+/* Writer lock held, intent committed: the idempotent second half.  The
+ * table's counters are kept exact on the way; a replay after a kill
+ * (which may have published without counting) recounts them. */
+static void install_finish(shm_t *shm, struct install_intent *in, int replay)
 {
     struct stale_ctx stale = { shm, in };
     uint64_t counts[2] = { 0, 0 };
     uint32_t id;
-    size_t k;
+    size_t k, m, *perm;
 
     if (in->state == INSTALL_CLEANUP)
         goto cleanup;
-    table_foreach_sh(shm->table, drop_stale, &stale);
-    for (k = 0; k < in->n; ++k)
-        install_one(shm, in, k);
+    if (in->keys != NULL)
+        table_foreach_sh(shm->table, drop_stale, &stale);
+    if ((perm = install_slot_order(shm, in, &m)) == NULL)
+        m = in->n;
+    for (k = 0; k < m; ++k) {
+        if (perm != NULL && k + 2 * INSTALL_AHEAD < m)
+            __builtin_prefetch(&in->entries[perm[k + 2 * INSTALL_AHEAD]]);
+        if (perm != NULL && k + INSTALL_AHEAD < m && in->entries[perm[k + INSTALL_AHEAD]] != NULL)
+            __builtin_prefetch(in->entries[perm[k + INSTALL_AHEAD]]);
+        install_one(shm, in, perm != NULL ? perm[k] : k);
+    }
+    free(perm);
     /* entries first, clock after: a reader who sees the clock sees every
      * entry it covers */
     clock_lamport_observe_sh(shm->clock, in->lamport);
@@ -664,21 +755,25 @@ static void install_finish(shm_t *shm, struct install_intent *in)
         clock_advance_sh(shm->clock, id, in->clock[id]);
     rlog_mark_installed_sh(shm->rlog, in->clock, in->ninc);
     __atomic_add_fetch(&shm->installs, 1, __ATOMIC_RELEASE); /* the persister snapshots it */
-    /* absolute values: right whatever a killed attempt had counted */
-    table_foreach_sh(shm->table, census, counts);
-    shm->table->nlive = counts[0];
-    shm->table->ntomb = counts[1];
+    if (replay) {
+        /* absolute values: right whatever a killed attempt had counted */
+        table_foreach_sh(shm->table, census, counts);
+        shm->table->nlive = counts[0];
+        shm->table->ntomb = counts[1];
+    }
     __atomic_store_n(&in->state, INSTALL_CLEANUP, __ATOMIC_RELEASE);
 cleanup:
     /* the copies that lost to a newer local write */
     install_rollback(shm, in);
 }
 
-/* Writer lock held: copy the (key-sorted) transfer into the arena and
- * commit.  -1, nothing changed, if it does not fit. */
+/* Writer lock held: copy the transfer into the arena (in `order` when
+ * given, and then keep that order in keys[]) and commit.  -1, nothing
+ * changed, if it does not fit. */
 static int install_prepare(shm_t *shm,
                            struct install_intent *in,
-                           const struct store_record *sorted,
+                           const struct store_record *entries,
+                           const struct install_ref *order,
                            size_t n,
                            const uint64_t *clock,
                            uint32_t ninc)
@@ -690,13 +785,13 @@ static int install_prepare(shm_t *shm,
     in->keys = NULL;
     if ((in->entries = arena_alloc_sh(shm->arena, bytes)) == NULL)
         return -1;
-    if ((in->keys = arena_alloc_sh(shm->arena, bytes)) == NULL) {
+    if (order != NULL && (in->keys = arena_alloc_sh(shm->arena, bytes)) == NULL) {
         arena_free_sh(shm->arena, in->entries);
         return -1;
     }
     __atomic_store_n(&in->state, INSTALL_PREPARING, __ATOMIC_RELEASE);
     for (k = 0; k < n; ++k) {
-        const struct store_record *r = &sorted[k];
+        const struct store_record *r = order != NULL ? order[k].rec : &entries[k];
         size_t vlen = r->tombstone ? 0 : r->vlen;
         struct entry *e = table_entry_new_sh(shm->arena, r->key, r->klen, vlen);
 
@@ -707,10 +802,13 @@ static int install_prepare(shm_t *shm,
         e->origin = (uint16_t)r->origin;
         e->flags = r->tombstone ? ENTRY_TOMBSTONE : 0;
         e->vlen = (uint32_t)vlen;
-        memcpy((char *)entry_value(e), r->value, vlen);
+        if (vlen != 0) /* a tombstone's value may be NULL */
+            memcpy((char *)entry_value(e), r->value, vlen);
         if (r->lamport > in->lamport)
             in->lamport = r->lamport;
-        in->entries[k] = in->keys[k] = e;
+        in->entries[k] = e;
+        if (in->keys != NULL)
+            in->keys[k] = e;
         __atomic_store_n(&in->n, k + 1, __ATOMIC_RELEASE);
     }
     if (table_reserve_sh(shm->table, shm->rcu, shm->arena, n) != 0)
@@ -725,23 +823,30 @@ fail:
     return -1;
 }
 
+/* Writer lock held, or a hint without it. */
+static int store_is_empty(const shm_t *shm)
+{
+    return __atomic_load_n(&shm->table->nlive, __ATOMIC_RELAXED) + __atomic_load_n(&shm->table->ntomb, __ATOMIC_RELAXED) == 0;
+}
+
 int store_install_sh(shm_t *shm, const struct store_record *entries, size_t n, const uint64_t *clock, uint32_t ninc)
 {
     struct install_intent *in = &state_of(shm)->install;
-    struct store_record *sorted = malloc(sizeof(*sorted) * (n ? n : 1));
-    int r;
+    struct install_ref *order = NULL;
+    int r = -1;
 
-    /* sorted here, in the heap, so the arena copy is born in key order */
-    if (sorted == NULL)
+    /* The order is sorted before the lock is taken, unless the store
+     * looks empty; if a write slipped in since, it is sorted under it. */
+    if (!store_is_empty(shm) && (order = install_order(entries, n)) == NULL)
         return -1;
-    memcpy(sorted, entries, sizeof(*sorted) * n);
-    qsort(sorted, n, sizeof(*sorted), cmp_record_key);
     lock_acquire_sh(shm->lock);
     rcu_reclaim_sh(shm->rcu, shm->arena);
-    if ((r = install_prepare(shm, in, sorted, n, clock, ninc)) == 0)
-        install_finish(shm, in);
+    if (order != NULL || store_is_empty(shm) || (order = install_order(entries, n)) != NULL) {
+        if ((r = install_prepare(shm, in, entries, order, n, clock, ninc)) == 0)
+            install_finish(shm, in, 0);
+    }
     lock_release_sh(shm->lock);
-    free(sorted);
+    free(order);
     return r;
 }
 
@@ -759,6 +864,8 @@ void store_pass_end(shm_t *shm)
 {
     __atomic_store_n(&state_of(shm)->pass_pid, 0, __ATOMIC_RELEASE);
 }
+
+#define SNAPSHOT_AHEAD 16
 
 int store_snapshot_sh(shm_t *shm,
                       int slot,
@@ -784,9 +891,16 @@ int store_snapshot_sh(shm_t *shm,
     at_cut(shm, arg);
     rcu_read_lock_sh(shm->rcu, slot);
     lock_release_sh(shm->lock);
-    for (i = 0; i < n; ++i)
+    for (i = 0; i < n; ++i) {
+        /* the entries lie all over the arena: fetch ahead of need (a
+         * cache miss per entry was most of encoding 1M keys) */
+        if (i + SNAPSHOT_AHEAD < n && cut[i + SNAPSHOT_AHEAD] != NULL && cut[i + SNAPSHOT_AHEAD] != TABLE_DELETED) {
+            __builtin_prefetch(cut[i + SNAPSHOT_AHEAD]);
+            __builtin_prefetch((const char *)cut[i + SNAPSHOT_AHEAD] + 64);
+        }
         if (cut[i] != NULL && cut[i] != TABLE_DELETED && each(cut[i], arg) != 0)
             break;
+    }
     rcu_read_unlock_sh(shm->rcu, slot);
     free(cut);
     return 0;

@@ -521,6 +521,44 @@ static void test_install(void)
     shm_destroy(shm);
 }
 
+/* An install into an empty store (recovery, a first join) takes the path
+ * without a search order and publishes in slot order: a key the
+ * transfer names twice keeps its newer copy, and the counters are exact
+ * without a recount. */
+#define EM 5000
+
+static void test_install_empty(void)
+{
+    shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
+    int32_t x = intern(shm, "127.0.0.9:8090", 9);
+    uint64_t clock[CLOCK_MAX] = { 0 };
+    static struct store_record in[EM + 5];
+    static char keys[EM][12];
+    char why[256];
+    const char *w = NULL;
+    int i, all = 1;
+
+    in[0] = rec((uint32_t)x, 1, 1, "a", "1", NULL, 0);
+    in[1] = rec((uint32_t)x, 2, 2, "b", NULL, NULL, 0); /* tombstone */
+    in[2] = rec((uint32_t)x, 3, 5, "a", "3", NULL, 0);  /* a again, newer: wins */
+    in[3] = rec((uint32_t)x, 4, 4, "c", "4", NULL, 0);
+    for (i = 0; i < EM; ++i) {
+        snprintf(keys[i], sizeof(keys[i]), "e%d", i);
+        in[4 + i] = rec((uint32_t)x, 5 + (uint64_t)i, 6 + (uint64_t)i, keys[i], keys[i], NULL, 0);
+    }
+    in[EM + 4] = rec((uint32_t)x, 5 + EM, 3, "c", "5", NULL, 0); /* c again, older: loses */
+    clock[x] = 5 + EM;
+    ok(store_install_sh(shm, in, EM + 5, clock, (uint32_t)x + 1) == 0, "install of %d records into an empty store", EM + 5);
+    ok(value_is(shm, "a", "3") && value_is(shm, "c", "4") && is_tombstone(shm, "b"),
+       "a key named twice keeps the newer copy, whichever comes first");
+    for (i = 0; i < EM; ++i)
+        all &= value_is(shm, keys[i], keys[i]);
+    ok(all, "every one of %d more keys installed", EM);
+    ok(shm->table->nlive == EM + 2 && shm->table->ntomb == 1 && consistent(shm), "counters exact, store consistent");
+    ok(store_check_sh(shm, why, sizeof(why), &w) == 0, "store_check_sh passes%s%s", w ? ": " : "", w ? w : "");
+    shm_destroy(shm);
+}
+
 /* --- incarnations ------------------------------------------------------- */
 
 static void test_retired(void)
@@ -980,22 +1018,28 @@ static int install_whole(shm_t *shm, uint32_t x, int m)
  * the install intent, this left that entry ahead of the clock for good. */
 #define SM 24 /* small: every instruction is single-stepped */
 
-static void test_install_killed_after_publish(void)
+/* fresh: into an empty store (the path without keys[] and a recount
+ * only in the replay), else over install 1 and a local key. */
+static void install_killed_after_publish(int fresh)
 {
     shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
     uint32_t x = (uint32_t)intern(shm, "127.0.0.9:8090", 9);
-    uint64_t steps = 0;
+    uint64_t steps = 0, j = fresh ? 1 : 2;
+    char want[24];
     int status, hit = 0;
     pid_t pid;
 
-    put(shm, "gone", "1"); /* covered by no transfer clock: stays */
-    ok(install_round(shm, x, 1, SM) == 0 && install_whole(shm, x, SM), "install 1 of %d keys", SM);
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)j);
+    if (!fresh) {
+        put(shm, "gone", "1"); /* covered by no transfer clock: stays */
+        ok(install_round(shm, x, 1, SM) == 0 && install_whole(shm, x, SM), "install 1 of %d keys", SM);
+    }
     fflush(stdout);
     if ((pid = fork()) == 0) {
         if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
             _exit(2);
         raise(SIGSTOP);
-        install_round(shm, x, 2, SM);
+        install_round(shm, x, j, SM);
         _exit(0);
     }
     waitpid(pid, &status, 0);
@@ -1005,7 +1049,7 @@ static void test_install_killed_after_publish(void)
                 !WIFSTOPPED(status))
                 break;
             ++steps;
-            if ((hit = value_is(shm, "k0", "2")))
+            if ((hit = value_is(shm, "k0", want)))
                 break;
         }
         kill(pid, SIGKILL);
@@ -1014,14 +1058,103 @@ static void test_install_killed_after_publish(void)
         printf("# ptrace not available: the installer cannot be stopped at the publish\n");
     }
     waitpid(pid, &status, 0);
-    ok(hit && clock_applied(shm->clock, x) == 2 * SM, "installer killed with k0 installed, clock not yet advanced (step %llu)",
-       (unsigned long long)steps);
+    ok(hit && clock_applied(shm->clock, x) == (fresh ? 0 : j * SM), "%sinstaller killed with k0 installed, clock not yet advanced (step %llu)",
+       fresh ? "empty store: " : "", (unsigned long long)steps);
     ok(lock_reap_sh(shm->lock) == 1, "the master's reap runs recovery");
-    ok(clock_applied(shm->clock, x) == 3 * SM && install_whole(shm, x, SM), "recovery finished the install: every key and the clock");
-    ok(value_is(shm, "gone", "1") && consistent(shm), "store consistent, no entry ahead of the clock");
-    ok(put(shm, "after", "1") == STORE_CREATED && install_round(shm, x, 3, SM) == 0 && install_whole(shm, x, SM),
+    ok(clock_applied(shm->clock, x) == (j + 1) * SM && install_whole(shm, x, SM), "recovery finished the install: every key and the clock");
+    ok((fresh || value_is(shm, "gone", "1")) && shm->table->nlive == SM + !fresh && consistent(shm),
+       "store consistent, counters exact, no entry ahead of the clock");
+    ok(put(shm, "after", "1") == STORE_CREATED && install_round(shm, x, j + 1, SM) == 0 && install_whole(shm, x, SM),
        "writes and installs work afterwards");
     shm_destroy(shm);
+}
+
+static void test_install_killed_after_publish(void)
+{
+    install_killed_after_publish(0);
+    install_killed_after_publish(1);
+}
+
+/* Installers SIGKILLed at random instants of an install into an empty
+ * store: afterwards the store holds all of it with its clock, or nothing
+ * (killed before the commit), with exact counters either way. */
+#define FM 4000
+
+static char fkeys[FM][12];
+
+static int fresh_install(shm_t *shm, uint32_t x)
+{
+    static struct store_record in[FM];
+    uint64_t clock[CLOCK_MAX] = { 0 };
+    int i;
+
+    for (i = 0; i < FM; ++i) {
+        snprintf(fkeys[i], sizeof(fkeys[i]), "f%d", i);
+        in[i] = rec(x, (uint64_t)i + 1, (uint64_t)i + 1, fkeys[i], i % 7 == 0 ? NULL : fkeys[i], NULL, 0);
+    }
+    clock[x] = FM;
+    return store_install_sh(shm, in, FM, clock, x + 1);
+}
+
+static int fresh_whole(shm_t *shm, uint32_t x)
+{
+    uint64_t t = clock_applied(shm->clock, x);
+    int i;
+
+    if (t == 0)
+        return shm->table->nlive + shm->table->ntomb == 0 && !get(shm, "f0")->found;
+    if (t != FM || shm->table->nlive + shm->table->ntomb != FM)
+        return 0;
+    for (i = 0; i < FM; ++i) {
+        snprintf(fkeys[i], sizeof(fkeys[i]), "f%d", i); /* the child made them in its own memory */
+        if (i % 7 == 0 ? !is_tombstone(shm, fkeys[i]) : !value_is(shm, fkeys[i], fkeys[i])) {
+            printf("# clock says installed, key %s does not hold its value\n", fkeys[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+#define FROUNDS 40
+
+static void test_killed_installers_empty(void)
+{
+    int round, killed = 0, reaped = 0, bad = 0, committed = 0;
+
+    for (round = 0; round < FROUNDS; ++round) {
+        shm_t *shm = new_store(MEM, "127.0.0.2:8090", 1);
+        uint32_t x = (uint32_t)intern(shm, "127.0.0.9:8090", 9);
+        struct sigaction sa;
+        struct itimerval it;
+        pid_t pid;
+        int status;
+
+        victim = shm;
+        fflush(stdout);
+        if ((pid = fork()) == 0) {
+            memset(&sa, 0, sizeof(sa));
+            sa.sa_handler = kill_if_locked;
+            sigaction(SIGALRM, &sa, NULL);
+            it.it_interval.tv_sec = it.it_value.tv_sec = 0;
+            it.it_interval.tv_usec = 50;
+            it.it_value.tv_usec = 5 + (round * 104729) % 1500;
+            setitimer(ITIMER_REAL, &it, NULL);
+            fresh_install(shm, x);
+            _exit(0);
+        }
+        waitpid(pid, &status, 0);
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+            ++killed;
+            reaped += lock_reap_sh(shm->lock) == 1;
+            committed += clock_applied(shm->clock, x) != 0;
+            bad += !fresh_whole(shm, x) || !consistent(shm);
+        }
+        shm_destroy(shm);
+    }
+    ok(killed >= FROUNDS / 2, "%d of %d installers into an empty store SIGKILLed holding the writer lock (%d after the commit)",
+       killed, FROUNDS, committed);
+    is_int(reaped, killed, "recovery ran after every one");
+    is_int(bad, 0, "after every recovery the store holds the whole install or nothing, counters exact");
 }
 
 static void installer_child(uint32_t x, int round)
@@ -1137,12 +1270,13 @@ static void test_killed_after_publish(void)
 
 int main(void)
 {
-    plan(125);
+    plan(138);
     test_client_writes();
     test_apply();
     test_apply_reversed();
     test_lww();
     test_install();
+    test_install_empty();
     test_retired();
     test_full();
     test_reap();
@@ -1153,5 +1287,6 @@ int main(void)
     test_passes();
     test_install_killed_after_publish();
     test_killed_installers();
+    test_killed_installers_empty();
     return done_testing();
 }
