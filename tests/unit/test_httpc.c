@@ -694,8 +694,8 @@ static int is_pattern(const struct result *r, size_t n)
  * Sizes on both sides of every buffer boundary a body crosses: the
  * response buffer's first allocation (4 KiB), 64 KiB (h2o's socket
  * buffers; the replicator's log-record buffer, whose growth once sent
- * freed memory), the preallocation cap for a Content-Length body
- * (HTTPC_PREALLOC_MAX, 64 MiB), bodies larger than the socket buffers
+ * freed memory), a Content-Length body of 64 MiB + 1 (allocated at
+ * once, up to the request's max_body), bodies larger than the socket buffers
  * (partial writes), and the response limit itself.
  */
 static void test_sizes(void)
@@ -740,7 +740,7 @@ static void test_sizes(void)
     }
     snprintf(path, sizeof(path), "/size/%zu", ((size_t)64 << 20) + 1);
     get(c, path, 30000, &r);
-    ok(is_pattern(&r, ((size_t)64 << 20) + 1), "a body one byte over the preallocation cap (got %zu)", r.len);
+    ok(is_pattern(&r, ((size_t)64 << 20) + 1), "a 64 MiB + 1 body, allocated at once (got %zu)", r.len);
 
     /* the limit itself, for every framing */
     httpc_set_max_body(c, limit);
