@@ -16,6 +16,8 @@
  * half-written record is never inside [tail, head).
  */
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <urcu/arch.h>
 
@@ -93,9 +95,51 @@ static void make_room_sh(struct rlog_sh *rlog, uint64_t new_head)
         drop_before_sh(rlog, new_head - rlog->size);
 }
 
+/* Give the whole pages inside [p, p + n) of the ring back to the kernel.
+ * The ring lives in the shared anonymous mapping (shmem): MADV_DONTNEED
+ * would only unmap the pages from this process and leave them charged to
+ * the others, MADV_REMOVE frees them for all.  The next write there
+ * faults in a zeroed page.  On memory that is not shmem (a unit test's
+ * malloc) it fails and changes nothing, which is fine: it only saves. */
+static void release_bytes(char *p, uint64_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1), to = ((uintptr_t)p + n) & ~(page - 1);
+
+    if (from < to)
+        (void)madvise((void *)from, to - from, MADV_REMOVE);
+}
+
+/* Writer lock held, tail just moved from old_tail: release the ring pages
+ * that only records before the tail occupied.  The range starts a page
+ * early, so that the page holding old_tail goes too once nothing live is
+ * left on it, but never before head - size: the ring bytes of those
+ * positions hold the newest records (they are one lap behind head).
+ * Everything in [lo, tail) is free, and tail - lo <= size. */
+static void release_dropped_sh(struct rlog_sh *rlog, uint64_t old_tail)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), lo, off, len, first;
+
+    lo = old_tail > page ? old_tail - page : 0;
+    if (rlog->head > rlog->size && lo < rlog->head - rlog->size)
+        lo = rlog->head - rlog->size;
+    if (lo >= rlog->tail)
+        return;
+    off = lo % rlog->size;
+    len = rlog->tail - lo;
+    first = len < rlog->size - off ? len : rlog->size - off;
+    release_bytes(rlog->ring + off, first);
+    if (len > first) /* the range wraps: its rest is at the ring's start */
+        release_bytes(rlog->ring, len - first);
+}
+
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos)
 {
+    uint64_t old_tail = rlog->tail;
+
     drop_before_sh(rlog, pos);
+    if (rlog->tail != old_tail)
+        release_dropped_sh(rlog, old_tail);
 }
 
 /* Fill a record of len bytes at p, which nothing in [tail, head) covers. */

@@ -100,7 +100,10 @@ static inline const char *rlog_rec_value(const struct rlog_rec *r)
 }
 
 /* Writer lock held.  Drop every record before pos (folding them into
- * tail_clock, as overwriting would): nobody needs them any more. */
+ * tail_clock, as overwriting would): nobody needs them any more.  The ring
+ * pages only they occupied are given back to the kernel (MADV_REMOVE), so
+ * a log that peers have acknowledged costs no memory until it is written
+ * again. */
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos);
 
 /* Writer lock held: fold a state transfer's clock into tail_clock. */
