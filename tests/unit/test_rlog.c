@@ -2,8 +2,9 @@
  * test_rlog.c - unit tests for the replication log ring (shm/rlog.c):
  * append and read back, pad records at the wrap, records lost to
  * overwriting and what tail_clock says about them, records too big for
- * the ring or for the reader's buffer, installed clocks, and a lock-free
- * reader in another process racing the writer.
+ * the ring or for the reader's buffer, installed clocks, a lock-free
+ * reader in another process racing the writer, and trimming, which gives
+ * the ring pages back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,9 +232,63 @@ static void test_concurrent(void)
     is_int(last, 300000, "the reader caught up to the last record");
 }
 
+/* Resident pages of [p, p + n) (n a multiple of the page size). */
+static size_t resident(void *p, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), i, count = 0;
+    unsigned char vec[256];
+
+    if (n / page > sizeof(vec) || mincore(p, n, vec) != 0)
+        abort();
+    for (i = 0; i < n / page; ++i)
+        count += vec[i] & 1;
+    return count;
+}
+
+/* rlog_trim_sh() frees the ring pages of what it drops, in every process
+ * that maps them (the ring is shmem, as in kvsd), and the log works on
+ * over the freed pages: across the wrap, read back whole. */
+static void test_trim_releases(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = 32, ring_len = pages * page;
+    struct rlog_sh *big = &sh->rlog;
+    uint64_t buf[RING / 8], pos, seq, expect;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    char *ring;
+    int all = 1;
+    long n;
+
+    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED)
+        abort();
+    memset(sh, 0, sizeof(*sh));
+    rlog_init(big, ring, ring_len);
+    rlog = big;
+    for (seq = 1; rlog_head(rlog) < ring_len * 3 / 4; ++seq)
+        all &= append(3, seq, 300, NULL) == 0;
+    ok(all && resident(ring, ring_len) >= pages * 3 / 4 - 1, "3/4 of the ring written: %zu of %zu pages resident",
+       resident(ring, ring_len), pages);
+    rlog_trim_sh(rlog, rlog_head(rlog) - 1000); /* keep the last few records */
+    ok(resident(ring, ring_len) <= 2, "trimmed to the last 1000 bytes: %zu pages resident", resident(ring, ring_len));
+    pos = rlog_tail(rlog);
+    n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+    ok(n > 0 && r->seq + 2 >= seq && rlog->tail_clock[3] == r->seq - 1,
+       "the last records stay; the dropped ones are folded into tail_clock");
+
+    /* write on through the freed pages and over the wrap, then read back */
+    for (expect = seq; rlog_head(rlog) < ring_len * 5 / 2; ++seq)
+        all &= append(3, seq, 300, NULL) == 0;
+    for (pos = rlog_tail(rlog); (n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL)) > 0; expect = r->seq + 1)
+        all &= rec_ok(r, 3, r->seq) && r->seq >= expect;
+    ok(all && n == 0 && expect == seq, "records written over released pages and the wrap read back whole");
+    rlog_trim_sh(rlog, rlog_head(rlog));
+    ok(resident(ring, ring_len) <= 1, "trimmed to head after the wrap: %zu pages resident", resident(ring, ring_len));
+    munmap(ring, ring_len);
+}
+
 int main(void)
 {
-    plan(33);
+    plan(38);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         abort();
@@ -243,6 +298,7 @@ int main(void)
     test_peek();
     test_big();
     test_concurrent();
+    test_trim_releases();
     munmap(sh, sizeof(*sh));
     return done_testing();
 }
