@@ -26,6 +26,7 @@
 #define RLOG_MAGIC 0x726c6f67u     /* "rlog" */
 #define RLOG_PAD_MAGIC 0x70616421u /* "pad!" */
 #define RLOG_ALIGN 8
+#define RLOG_HOT_MIN (256u << 10)
 
 /* Header of a pad record: only len and magic are guaranteed to fit. */
 struct rlog_pad {
@@ -128,15 +129,39 @@ static void release_dropped_sh(struct rlog_sh *rlog, uint64_t old_tail)
     off = lo % rlog->size;
     len = rlog->tail - lo;
     first = len < rlog->size - off ? len : rlog->size - off;
-    release_bytes(rlog->ring + off, first);
-    if (len > first) /* the range wraps: its rest is at the ring's start */
-        release_bytes(rlog->ring, len - first);
+    /* the hot window [0, hot) stays */
+    if (off + first > rlog->hot)
+        release_bytes(rlog->ring + (off > rlog->hot ? off : rlog->hot), off + first - (off > rlog->hot ? off : rlog->hot));
+    if (len - first > rlog->hot) /* the range wraps: its rest is at the ring's start */
+        release_bytes(rlog->ring + rlog->hot, len - first - rlog->hot);
+}
+
+/* Writer lock held.  Size the hot window for a log that held `live`
+ * bytes before this trim.  It grows at once; it shrinks (to a half or
+ * less) only while the log lies inside the smaller window, and the pages
+ * it gives up are released. */
+static void size_hot_sh(struct rlog_sh *rlog, uint64_t live)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), want = live * 4, head_off = rlog->head % rlog->size;
+
+    if (want < RLOG_HOT_MIN)
+        want = RLOG_HOT_MIN;
+    if (want > rlog->size / 4)
+        want = rlog->size / 4;
+    want = (want + page - 1) & ~(page - 1);
+    if (want > rlog->hot) {
+        rlog->hot = want;
+    } else if (want <= rlog->hot / 2 && rlog->head - rlog->tail <= head_off && head_off <= want) {
+        release_bytes(rlog->ring + want, rlog->hot - want);
+        rlog->hot = want;
+    }
 }
 
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos)
 {
     uint64_t old_tail = rlog->tail;
 
+    size_hot_sh(rlog, rlog->head - old_tail);
     drop_before_sh(rlog, pos);
     if (rlog->tail != old_tail)
         release_dropped_sh(rlog, old_tail);
@@ -169,6 +194,19 @@ static void write_record(char *p,
     memset(p, 0, (size_t)(len - (uint64_t)(p - (char *)r)));
 }
 
+/* Writer lock held.  Should the record of len bytes at head (ring offset
+ * off) go to the ring's start now, behind a pad to the end?  Yes when it
+ * would leave the hot window while the log, it included, fills at most
+ * half of the window: then the live records, all in [off - (head - tail),
+ * off), lie past the window's first half and the record at [0, len)
+ * overwrites none of them (off > hot / 2 + (head - tail) >= len + 2 *
+ * (head - tail)).  The pad is one header; its length fits its field. */
+static int wrap_early(const struct rlog_sh *rlog, uint64_t head, uint64_t off, uint64_t len)
+{
+    return rlog->hot != 0 && off + len > rlog->hot && head - rlog->tail + len <= rlog->hot / 2 &&
+           rlog->size - off <= UINT32_MAX && head >= rlog->tail;
+}
+
 int rlog_append_sh(struct rlog_sh *rlog,
                    const struct rlog_rec *hdr,
                    const struct vc_pair *deps,
@@ -189,6 +227,8 @@ int rlog_append_sh(struct rlog_sh *rlog,
     off = head % rlog->size;
     if (off + len > rlog->size)
         pad = rlog->size - off; /* a record never straddles the end */
+    else if (wrap_early(rlog, head, off, len))
+        pad = rlog->size - off;
     start = head + pad;
     if (pad + len > rlog->size) {
         /* Even an empty ring cannot hold the pad and the record, and the
