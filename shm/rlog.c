@@ -136,35 +136,52 @@ static void release_dropped_sh(struct rlog_sh *rlog, uint64_t old_tail)
         release_bytes(rlog->ring + rlog->hot, len - first - rlog->hot);
 }
 
-/* Writer lock held.  Size the hot window for a log that held `live`
- * bytes before this trim.  It grows at once; it shrinks (to a half or
- * less) only while the log lies inside the smaller window, and the pages
- * it gives up are released. */
-static void size_hot_sh(struct rlog_sh *rlog, uint64_t live)
+/* The hot window for a log that held `live` bytes before a trim: 4x
+ * that (a trim every tick leaves room for some ticks of writes), at least
+ * RLOG_HOT_MIN, at most a quarter of the ring, whole pages. */
+static uint64_t hot_wanted(const struct rlog_sh *rlog, uint64_t live)
 {
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), want = live * 4, head_off = rlog->head % rlog->size;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), want = live * 4;
 
     if (want < RLOG_HOT_MIN)
         want = RLOG_HOT_MIN;
     if (want > rlog->size / 4)
         want = rlog->size / 4;
-    want = (want + page - 1) & ~(page - 1);
-    if (want > rlog->hot) {
-        rlog->hot = want;
-    } else if (want <= rlog->hot / 2 && rlog->head - rlog->tail <= head_off && head_off <= want) {
-        release_bytes(rlog->ring + want, rlog->hot - want);
-        rlog->hot = want;
-    }
+    return (want + page - 1) & ~(page - 1);
+}
+
+/* Does any byte of [tail, head) lie at ring offsets [a, b)? */
+static int live_within(const struct rlog_sh *rlog, uint64_t a, uint64_t b)
+{
+    uint64_t live = rlog->head > rlog->tail ? rlog->head - rlog->tail : 0, from, to;
+
+    if (live == 0)
+        return 0;
+    if (live >= rlog->size)
+        return 1;
+    from = rlog->tail % rlog->size;
+    to = from + live;
+    if (to <= rlog->size)
+        return from < b && to > a;
+    return (from < b && rlog->size > a) || (to - rlog->size > a && b > 0);
 }
 
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos)
 {
-    uint64_t old_tail = rlog->tail;
+    uint64_t old_tail = rlog->tail, want = hot_wanted(rlog, rlog->head - old_tail);
 
-    size_hot_sh(rlog, rlog->head - old_tail);
+    if (want > rlog->hot)
+        rlog->hot = want; /* grows at once: its pages are not released below */
     drop_before_sh(rlog, pos);
     if (rlog->tail != old_tail)
         release_dropped_sh(rlog, old_tail);
+    /* Shrinks to a half or less once nothing live is in what it gives up
+     * (an idle log: at once); the writer, past the smaller window, wraps
+     * back into it with its next record. */
+    if (want <= rlog->hot / 2 && !live_within(rlog, want, rlog->hot)) {
+        release_bytes(rlog->ring + want, rlog->hot - want);
+        rlog->hot = want;
+    }
 }
 
 /* Fill a record of len bytes at p, which nothing in [tail, head) covers. */

@@ -558,8 +558,9 @@ static void trim_acked(struct replicator *r)
             break; /* some replica lacks it (or it is newer than ninc) */
         at = pos;
     }
-    if (n < 0 || at <= rlog_tail(r->shm->rlog))
+    if (n < 0)
         return; /* overwritten under us: look again next tick */
+    /* even with nothing to drop: the trim also sizes the ring's hot window */
     lock_acquire_sh(r->shm->lock);
     rlog_trim_sh(r->shm->rlog, at);
     lock_release_sh(r->shm->lock);

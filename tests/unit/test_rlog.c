@@ -328,6 +328,11 @@ static void test_hot_shrinks(void)
     rlog_trim_sh(rlog, rlog_head(rlog));
     grown = rlog->hot;
     ok(grown == ring_len / 4, "a long log grows the hot window to a quarter of the ring");
+    rlog_trim_sh(rlog, rlog_head(rlog)); /* an idle tick */
+    ok(rlog->hot == (256u << 10) && resident(ring, ring_len) <= rlog->hot / page + 1,
+       "an idle log shrinks it at once (%llu bytes) and releases the rest (%zu pages resident)",
+       (unsigned long long)rlog->hot, resident(ring, ring_len));
+    rlog->hot = grown; /* again from the large window, with writes this time */
     for (tick = 0; tick < 400; ++tick) {
         for (i = 0; i < 4; ++i)
             all &= append(5, seq++, 1000, NULL) == 0;
@@ -346,7 +351,7 @@ static void test_hot_shrinks(void)
 
 int main(void)
 {
-    plan(45);
+    plan(46);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         abort();
