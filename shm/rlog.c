@@ -119,7 +119,7 @@ static void release_bytes(char *p, uint64_t n)
  * Everything in [lo, tail) is free, and tail - lo <= size. */
 static void release_dropped_sh(struct rlog_sh *rlog, uint64_t old_tail)
 {
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), lo, off, len, first;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), lo, off, len, first, from;
 
     lo = old_tail > page ? old_tail - page : 0;
     if (rlog->head > rlog->size && lo < rlog->head - rlog->size)
@@ -130,8 +130,9 @@ static void release_dropped_sh(struct rlog_sh *rlog, uint64_t old_tail)
     len = rlog->tail - lo;
     first = len < rlog->size - off ? len : rlog->size - off;
     /* the hot window [0, hot) stays */
-    if (off + first > rlog->hot)
-        release_bytes(rlog->ring + (off > rlog->hot ? off : rlog->hot), off + first - (off > rlog->hot ? off : rlog->hot));
+    from = off > rlog->hot ? off : rlog->hot;
+    if (off + first > from)
+        release_bytes(rlog->ring + from, off + first - from);
     if (len - first > rlog->hot) /* the range wraps: its rest is at the ring's start */
         release_bytes(rlog->ring + rlog->hot, len - first - rlog->hot);
 }
