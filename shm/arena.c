@@ -19,6 +19,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "shm.h"
@@ -33,13 +35,20 @@ struct arena_hdr {
     uint32_t magic;
 };
 
-/* Block size (header included) of class c: 4 classes per power of two,
- * 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, ... */
+/* Block size (header included) of class c: 32, 40, 48, 56 (8-byte
+ * steps), then 8 classes per power of two from 64 on: 64, 72, ..., 120,
+ * 128, 144, ..., 240, 256, 288, ...  Blocks are cut next to each other,
+ * so what a class rounds up is memory touched: a 16-byte key with a
+ * 100-byte value (172 bytes with headers) takes 176, not 192 as with 4
+ * classes per power of two (issue 13). */
 static uint64_t class_size(unsigned c)
 {
-    unsigned octave = c / 4, step = c % 4;
+    unsigned octave, step;
 
-    return ((uint64_t)ARENA_MIN << octave) + ((uint64_t)step << (octave + 3));
+    if (c < 4)
+        return ARENA_MIN + (uint64_t)c * ARENA_ALIGN;
+    octave = (c - 4) / 8, step = (c - 4) % 8;
+    return ((uint64_t)64 << octave) + ((uint64_t)step << (octave + 3));
 }
 
 /* Smallest class whose blocks hold `total` bytes, or -1 if none does. */
@@ -49,12 +58,12 @@ static int size_class(uint64_t total)
     uint64_t q, steps;
     int c;
 
-    if (total <= ARENA_MIN)
-        return 0;
-    k = 63u - (unsigned)__builtin_clzll(total - 1); /* 2^k < total <= 2^(k+1) */
-    q = (uint64_t)1 << (k - 2);
-    steps = ((total - ((uint64_t)1 << k)) + q - 1) / q; /* 1..4 */
-    c = (int)((k - 5) * 4 + steps);
+    if (total <= 64)
+        return total <= ARENA_MIN ? 0 : (int)((total - ARENA_MIN + ARENA_ALIGN - 1) / ARENA_ALIGN);
+    k = 63u - (unsigned)__builtin_clzll(total - 1); /* 2^k < total <= 2^(k+1), k >= 6 */
+    q = (uint64_t)1 << (k - 3);
+    steps = ((total - ((uint64_t)1 << k)) + q - 1) / q; /* 1..8 */
+    c = (int)(4 + (k - 6) * 8 + steps);
     return c < ARENA_NCLASSES ? c : -1;
 }
 
@@ -131,6 +140,26 @@ void *arena_alloc_sh(struct arena_sh *arena, size_t n)
     return h + 1;
 }
 
+/* A freed block this large gives its pages back to the kernel. */
+#define ARENA_RELEASE_MIN (64u << 10)
+
+/* Free the whole pages of a free block past its header and list link:
+ * retired table slot arrays and large values would otherwise stay
+ * resident until reused.  The arena is in the shared anonymous mapping
+ * (shmem), so MADV_REMOVE frees the pages for every process (MADV_DONTNEED
+ * would only unmap them from this one); the next use faults in zeroed
+ * pages, which no allocation relies on not being.  Elsewhere (a unit
+ * test's malloc) it fails and changes nothing. */
+static void release_pages(struct arena_hdr *h, uint64_t size)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)(next_of(h) + 1) + page - 1) & ~(page - 1);
+    uintptr_t to = ((uintptr_t)h + size) & ~(page - 1);
+
+    if (from < to)
+        (void)madvise((void *)from, to - from, MADV_REMOVE);
+}
+
 void arena_free_sh(struct arena_sh *arena, void *p)
 {
     struct arena_hdr *h;
@@ -144,6 +173,8 @@ void arena_free_sh(struct arena_sh *arena, void *p)
     if (h->magic != ARENA_USED || h->class >= ARENA_NCLASSES || (char *)h < arena->base || (char *)h >= arena->top)
         abort();
     size = class_size(h->class);
+    if (size >= ARENA_RELEASE_MIN)
+        release_pages(h, size);
     h->magic = ARENA_FREE;
     *next_of(h) = arena->free[h->class];
     /* The commit point: the block joins its list with one store. */

@@ -2,8 +2,10 @@
  * arena.h - size-class allocator over the arena region.
  *
  * Touched only under the writer lock.  Blocks carry an 8-byte header (size
- * class and a magic for consistency checks).  Classes step by a quarter of
- * a power of two from 32 bytes up, so internal waste stays under 25%.  A
+ * class and a magic for consistency checks).  Classes step by 8 bytes from
+ * 32 to 64, then by an eighth of a power of two, so internal waste stays
+ * under 12.5% (under 25% below 64 bytes).  A freed block of 64 KiB or more
+ * gives its pages back to the kernel (MADV_REMOVE) but keeps its header.  A
  * freed block goes on its class's free list and is reused by the next
  * allocation of that class; fresh blocks are cut from the top of the
  * region.  Every update is a single pointer store at its commit point, so a
@@ -16,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ARENA_NCLASSES 112
+#define ARENA_NCLASSES 276 /* 4, then 8 per power of two: blocks up to almost 2^40 bytes */
 
 struct arena_sh {
     char *base; /* first byte of the region */

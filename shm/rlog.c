@@ -16,6 +16,8 @@
  * half-written record is never inside [tail, head).
  */
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <urcu/arch.h>
 
@@ -24,6 +26,7 @@
 #define RLOG_MAGIC 0x726c6f67u     /* "rlog" */
 #define RLOG_PAD_MAGIC 0x70616421u /* "pad!" */
 #define RLOG_ALIGN 8
+#define RLOG_HOT_MIN (256u << 10)
 
 /* Header of a pad record: only len and magic are guaranteed to fit. */
 struct rlog_pad {
@@ -96,9 +99,93 @@ static void make_room_sh(struct rlog_sh *rlog, uint64_t new_head)
         drop_before_sh(rlog, new_head - rlog->size);
 }
 
+/* Give the whole pages inside [p, p + n) of the ring back to the kernel.
+ * The ring lives in the shared anonymous mapping (shmem): MADV_DONTNEED
+ * would only unmap the pages from this process and leave them charged to
+ * the others, MADV_REMOVE frees them for all.  The next write there
+ * faults in a zeroed page.  On memory that is not shmem (a unit test's
+ * malloc) it fails and changes nothing, which is fine: it only saves. */
+static void release_bytes(char *p, uint64_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1), to = ((uintptr_t)p + n) & ~(page - 1);
+
+    if (from < to)
+        (void)madvise((void *)from, to - from, MADV_REMOVE);
+}
+
+/* Writer lock held, tail just moved from old_tail: release the ring pages
+ * that only records before the tail occupied.  The range starts a page
+ * early, so that the page holding old_tail goes too once nothing live is
+ * left on it, but never before head - size: the ring bytes of those
+ * positions hold the newest records (they are one lap behind head).
+ * Everything in [lo, tail) is free, and tail - lo <= size. */
+static void release_dropped_sh(struct rlog_sh *rlog, uint64_t old_tail)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), lo, off, len, first, from;
+
+    lo = old_tail > page ? old_tail - page : 0;
+    if (rlog->head > rlog->size && lo < rlog->head - rlog->size)
+        lo = rlog->head - rlog->size;
+    if (lo >= rlog->tail)
+        return;
+    off = lo % rlog->size;
+    len = rlog->tail - lo;
+    first = len < rlog->size - off ? len : rlog->size - off;
+    /* the hot window [0, hot) stays */
+    from = off > rlog->hot ? off : rlog->hot;
+    if (off + first > from)
+        release_bytes(rlog->ring + from, off + first - from);
+    if (len - first > rlog->hot) /* the range wraps: its rest is at the ring's start */
+        release_bytes(rlog->ring + rlog->hot, len - first - rlog->hot);
+}
+
+/* The hot window for a log that held `live` bytes before a trim: 4x
+ * that (a trim every tick leaves room for some ticks of writes), at least
+ * RLOG_HOT_MIN, at most a quarter of the ring, whole pages. */
+static uint64_t hot_wanted(const struct rlog_sh *rlog, uint64_t live)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), want = live * 4;
+
+    if (want < RLOG_HOT_MIN)
+        want = RLOG_HOT_MIN;
+    if (want > rlog->size / 4)
+        want = rlog->size / 4;
+    return (want + page - 1) & ~(page - 1);
+}
+
+/* Does any byte of [tail, head) lie at ring offsets [a, b)? */
+static int live_within(const struct rlog_sh *rlog, uint64_t a, uint64_t b)
+{
+    uint64_t live = rlog->head > rlog->tail ? rlog->head - rlog->tail : 0, from, to;
+
+    if (live == 0)
+        return 0;
+    if (live >= rlog->size)
+        return 1;
+    from = rlog->tail % rlog->size;
+    to = from + live;
+    if (to <= rlog->size)
+        return from < b && to > a;
+    return (from < b && rlog->size > a) || (to - rlog->size > a && b > 0);
+}
+
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos)
 {
+    uint64_t old_tail = rlog->tail, want = hot_wanted(rlog, rlog->head - old_tail);
+
+    if (want > rlog->hot)
+        rlog->hot = want; /* grows at once: its pages are not released below */
     drop_before_sh(rlog, pos);
+    if (rlog->tail != old_tail)
+        release_dropped_sh(rlog, old_tail);
+    /* Shrinks to a half or less once nothing live is in what it gives up
+     * (an idle log: at once); the writer, past the smaller window, wraps
+     * back into it with its next record. */
+    if (want <= rlog->hot / 2 && !live_within(rlog, want, rlog->hot)) {
+        release_bytes(rlog->ring + want, rlog->hot - want);
+        rlog->hot = want;
+    }
 }
 
 /* Fill a record of len bytes at p, which nothing in [tail, head) covers. */
@@ -128,6 +215,19 @@ static void write_record(char *p,
     memset(p, 0, (size_t)(len - (uint64_t)(p - (char *)r)));
 }
 
+/* Writer lock held.  Should the record of len bytes at head (ring offset
+ * off) go to the ring's start now, behind a pad to the end?  Yes when it
+ * would leave the hot window while the log, it included, fills at most
+ * half of the window: then the live records, all in [off - (head - tail),
+ * off), lie past the window's first half and the record at [0, len)
+ * overwrites none of them (off > hot / 2 + (head - tail) >= len + 2 *
+ * (head - tail)).  The pad is one header; its length fits its field. */
+static int wrap_early(const struct rlog_sh *rlog, uint64_t head, uint64_t off, uint64_t len)
+{
+    return rlog->hot != 0 && off + len > rlog->hot && head - rlog->tail + len <= rlog->hot / 2 &&
+           rlog->size - off <= UINT32_MAX && head >= rlog->tail;
+}
+
 int rlog_append_sh(struct rlog_sh *rlog,
                    const struct rlog_rec *hdr,
                    const struct vc_pair *deps,
@@ -148,6 +248,8 @@ int rlog_append_sh(struct rlog_sh *rlog,
     off = head % rlog->size;
     if (off + len > rlog->size)
         pad = rlog->size - off; /* a record never straddles the end */
+    else if (wrap_early(rlog, head, off, len))
+        pad = rlog->size - off;
     start = head + pad;
     if (pad + len > rlog->size) {
         /* Even an empty ring cannot hold the pad and the record, and the

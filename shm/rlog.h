@@ -57,6 +57,12 @@ struct rlog_sh {
      * the persister (release), read by the writer: the tail never moves
      * past it, and a write whose record would need it to gets 507. */
     uint64_t keep_from;
+    /* Bytes at the ring's start that the writer keeps to while the log is
+     * short, and that are never released: 0 until the first trim, then
+     * sized by rlog_trim_sh() from what a trim finds in the log.  A ring
+     * whose pages were released faults each page in again per lap; one
+     * that stays in a small resident window does not. */
+    uint64_t hot;
 };
 
 size_t rlog_size(size_t ring_bytes);
@@ -114,7 +120,14 @@ static inline const char *rlog_rec_value(const struct rlog_rec *r)
 }
 
 /* Writer lock held.  Drop every record before pos (folding them into
- * tail_clock, as overwriting would): nobody needs them any more. */
+ * tail_clock, as overwriting would): nobody needs them any more.  The ring
+ * pages only they occupied are given back to the kernel (MADV_REMOVE),
+ * except those of the hot window, which is sized here: about four times
+ * what the log held before this trim (a caller that trims every tick:
+ * some ticks' worth of writes), at least RLOG_HOT_MIN, at most a quarter
+ * of the ring.  So a log that peers have acknowledged costs only its hot
+ * window, and the writer, which wraps to the ring's start while the log
+ * is short, does not fault pages in. */
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos);
 
 /* Writer lock held: fold a state transfer's clock into tail_clock. */

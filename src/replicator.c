@@ -617,6 +617,52 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
         log_debug("reaped %zu tombstones", n);
 }
 
+/* --- the log's tail ------------------------------------------------------------ */
+
+/* Records looked at per tick: bounds the scan and the writer lock hold of
+ * the trim (some 0.3 ms), and still trims 650,000 records a second. */
+#define TRIM_SCAN_MAX 65536
+
+/* Drop the log records every replica we know has acknowledged (with no
+ * peer: all of them), and with them their ring pages: a log that keeps
+ * copies nobody needs doubles what a key costs (issue 13).  Evicted
+ * peers count too, so one that comes back finds what it lacks; one whose
+ * clock went back (a restart) is sent to a snapshot by log_covers_peer(),
+ * exactly as when the ring overwrites records. */
+static void trim_acked(struct replicator *r)
+{
+    const struct clock_sh *clock = r->shm->clock;
+    uint64_t floor[CLOCK_MAX], pos = rlog_tail(r->shm->rlog), at = pos;
+    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    struct rlog_rec hdr;
+    long n = 1;
+    int i, scanned;
+
+    for (id = 0; id < ninc; ++id) /* folded lives: everyone has them */
+        floor[id] = clock_folded(clock, id) ? UINT64_MAX : clock_applied(clock, id);
+    for (i = 0; i < VIEW_MAX; ++i) {
+        const struct peer *p = &r->peer[i];
+        if (p->row < 0 || p->state == PEER_SELF)
+            continue;
+        for (id = 0; id < ninc; ++id) {
+            uint64_t acked = __atomic_load_n(&r->shm->repl->peer[p->row].acked[id], __ATOMIC_RELAXED);
+            if (acked < floor[id] && !clock_folded(clock, id))
+                floor[id] = acked;
+        }
+    }
+    for (scanned = 0; scanned < TRIM_SCAN_MAX && (n = rlog_peek(r->shm->rlog, &pos, &hdr)) > 0; ++scanned) {
+        if (hdr.origin >= ninc || hdr.seq > floor[hdr.origin])
+            break; /* some replica lacks it (or it is newer than ninc) */
+        at = pos;
+    }
+    if (n < 0)
+        return; /* overwritten under us: look again next tick */
+    /* even with nothing to drop: the trim also sizes the ring's hot window */
+    lock_acquire_sh(r->shm->lock);
+    rlog_trim_sh(r->shm->rlog, at);
+    lock_release_sh(r->shm->lock);
+}
+
 /* --- the loop ------------------------------------------------------------------ */
 
 static void tick(struct replicator *r)
@@ -652,6 +698,8 @@ static void tick(struct replicator *r)
     reap_tombstones(r, now);
     /* incarnations every replica has all of? */
     gc_incarnations(r, now);
+    /* log records every replica has? */
+    trim_acked(r);
 }
 
 /* Active, clock known, no batch in flight, not backing off. */

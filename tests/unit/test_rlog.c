@@ -2,8 +2,9 @@
  * test_rlog.c - unit tests for the replication log ring (shm/rlog.c):
  * append and read back, pad records at the wrap, records lost to
  * overwriting and what tail_clock says about them, records too big for
- * the ring or for the reader's buffer, installed clocks, and a lock-free
- * reader in another process racing the writer.
+ * the ring or for the reader's buffer, installed clocks, a lock-free
+ * reader in another process racing the writer, and trimming, which gives
+ * the ring pages back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,9 +232,126 @@ static void test_concurrent(void)
     is_int(last, 300000, "the reader caught up to the last record");
 }
 
+/* Resident pages of [p, p + n) (n a multiple of the page size). */
+static size_t resident(void *p, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), i, count = 0;
+    unsigned char vec[1024];
+
+    if (n / page > sizeof(vec) || mincore(p, n, vec) != 0)
+        abort();
+    for (i = 0; i < n / page; ++i)
+        count += vec[i] & 1;
+    return count;
+}
+
+/* rlog_trim_sh() frees the ring pages of what it drops, in every process
+ * that maps them (the ring is shmem, as in kvsd), and the log works on
+ * over the freed pages: across the wrap, read back whole. */
+static void test_trim_releases(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = 32, ring_len = pages * page;
+    struct rlog_sh *big = &sh->rlog;
+    uint64_t buf[RING / 8], pos, seq, expect, max_off = 0;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    char *ring;
+    int all = 1, tick, i;
+    long n;
+
+    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED)
+        abort();
+    memset(sh, 0, sizeof(*sh));
+    rlog_init(big, ring, ring_len);
+    rlog = big;
+    for (seq = 1; rlog_head(rlog) < ring_len * 3 / 4; ++seq)
+        all &= append(3, seq, 300, NULL) == 0;
+    ok(all && resident(ring, ring_len) >= pages * 3 / 4 - 1, "3/4 of the ring written: %zu of %zu pages resident",
+       resident(ring, ring_len), pages);
+    rlog_trim_sh(rlog, rlog_head(rlog) - 1000); /* keep the last few records */
+    ok(rlog->hot == ring_len / 4, "the hot window: a quarter of this small ring (%llu bytes)", (unsigned long long)rlog->hot);
+    ok(resident(ring, ring_len) <= pages / 4 + 2, "trimmed to the last 1000 bytes: %zu pages resident", resident(ring, ring_len));
+    pos = rlog_tail(rlog);
+    n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL);
+    ok(n > 0 && r->seq + 2 >= seq && rlog->tail_clock[3] == r->seq - 1,
+       "the last records stay; the dropped ones are folded into tail_clock");
+
+    /* write on through the freed pages and over the wrap, then read back */
+    for (expect = seq; rlog_head(rlog) < ring_len * 5 / 2; ++seq)
+        all &= append(3, seq, 300, NULL) == 0;
+    for (pos = rlog_tail(rlog); (n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL)) > 0; expect = r->seq + 1)
+        all &= rec_ok(r, 3, r->seq) && r->seq >= expect;
+    ok(all && n == 0 && expect == seq, "records written over released pages and the wrap read back whole");
+    rlog_trim_sh(rlog, rlog_head(rlog));
+    ok(resident(ring, ring_len) <= pages / 4 + 1, "trimmed to head after the wrap: %zu pages resident", resident(ring, ring_len));
+
+    /* A short log trimmed every "tick": the writer keeps to the hot window
+     * (wrapping early, behind a pad), which shrinks to fit, so the ring's
+     * other pages are never faulted in again. */
+    for (tick = 0; tick < 200; ++tick) {
+        for (i = 0; i < 4; ++i)
+            all &= append(3, seq++, 300, NULL) == 0;
+        pos = rlog_tail(rlog);
+        for (expect = seq - 4; (n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL)) > 0; expect = r->seq + 1)
+            all &= rec_ok(r, 3, r->seq) && r->seq == expect;
+        all &= n == 0 && expect == seq;
+        max_off = rlog_head(rlog) % ring_len > max_off ? rlog_head(rlog) % ring_len : max_off;
+        rlog_trim_sh(rlog, rlog_head(rlog));
+    }
+    ok(all, "200 ticks of 4 records: each tick's records read back whole and in order");
+    ok(rlog->hot <= ring_len / 4 && max_off <= rlog->hot,
+       "the writer kept to the hot window (%llu bytes, head offset at most %llu)", (unsigned long long)rlog->hot,
+       (unsigned long long)max_off);
+    ok(resident(ring, ring_len) <= rlog->hot / page + 1, "only the window is resident: %zu pages", resident(ring, ring_len));
+    munmap(ring, ring_len);
+}
+
+/* The hot window grows with a long log and shrinks back when the log is
+ * short again, releasing the pages it gives up; nothing live is lost. */
+static void test_hot_shrinks(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), ring_len = 1024 * page;
+    uint64_t buf[RING / 8], pos, seq = 1, expect, grown;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    int all = 1, tick, i;
+    char *ring;
+    long n;
+
+    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED)
+        abort();
+    memset(sh, 0, sizeof(*sh));
+    rlog_init(&sh->rlog, ring, ring_len);
+    rlog = &sh->rlog;
+    while (rlog_head(rlog) < ring_len / 2)
+        all &= append(5, seq++, 3000, NULL) == 0;
+    rlog_trim_sh(rlog, rlog_head(rlog));
+    grown = rlog->hot;
+    ok(grown == ring_len / 4, "a long log grows the hot window to a quarter of the ring");
+    rlog_trim_sh(rlog, rlog_head(rlog)); /* an idle tick */
+    ok(rlog->hot == (256u << 10) && resident(ring, ring_len) <= rlog->hot / page + 1,
+       "an idle log shrinks it at once (%llu bytes) and releases the rest (%zu pages resident)",
+       (unsigned long long)rlog->hot, resident(ring, ring_len));
+    rlog->hot = grown; /* again from the large window, with writes this time */
+    for (tick = 0; tick < 400; ++tick) {
+        for (i = 0; i < 4; ++i)
+            all &= append(5, seq++, 1000, NULL) == 0;
+        pos = rlog_tail(rlog);
+        for (expect = seq - 4; (n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL)) > 0; expect = r->seq + 1)
+            all &= rec_ok(r, 5, r->seq) && r->seq == expect;
+        all &= n == 0 && expect == seq;
+        rlog_trim_sh(rlog, rlog_head(rlog));
+    }
+    ok(all, "400 ticks of short logs read back whole and in order");
+    ok(rlog->hot < grown && resident(ring, ring_len) <= rlog->hot / page + 1,
+       "the window shrank back (%llu bytes) and released what it gave up (%zu pages resident)",
+       (unsigned long long)rlog->hot, resident(ring, ring_len));
+    munmap(ring, ring_len);
+}
+
 int main(void)
 {
-    plan(33);
+    plan(46);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         abort();
@@ -243,6 +361,8 @@ int main(void)
     test_peek();
     test_big();
     test_concurrent();
+    test_trim_releases();
+    test_hot_shrinks();
     munmap(sh, sizeof(*sh));
     return done_testing();
 }
