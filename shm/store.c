@@ -67,10 +67,20 @@ struct store_state {
     uint64_t apply_attempts; /* replicated records checked for applying */
     pid_t pass_pid;          /* the process running a full pass (snapshot, check), or 0 */
     uint64_t check_quiet_until_ms; /* no store check before then (CHECK_DUTY) */
+    uint64_t check_held_us;        /* how long the last check held the writer lock */
+    uint64_t snapshot_held_us;     /* how long the last snapshot's cut held it */
 };
 
 static void install_rollback(shm_t *shm, struct install_intent *in);
 static void install_finish(shm_t *shm, struct install_intent *in, int replay);
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static struct store_state *state_of(shm_t *shm)
 {
@@ -875,9 +885,10 @@ int store_snapshot_sh(shm_t *shm,
 {
     struct table_slots *s;
     struct entry **cut;
-    uint64_t i, n;
+    uint64_t i, n, t0, t1;
 
     lock_acquire_sh(shm->lock);
+    t0 = now_us();
     s = shm->table->slots;
     n = s->mask + 1;
     if ((cut = malloc(sizeof(*cut) * n)) == NULL) {
@@ -890,6 +901,8 @@ int store_snapshot_sh(shm_t *shm,
     memcpy(cut, s->slot, sizeof(*cut) * n);
     at_cut(shm, arg);
     rcu_read_lock_sh(shm->rcu, slot);
+    t1 = now_us();
+    __atomic_store_n(&state_of(shm)->snapshot_held_us, t1 - t0, __ATOMIC_RELAXED);
     lock_release_sh(shm->lock);
     for (i = 0; i < n; ++i) {
         /* the entries lie all over the arena: fetch ahead of need (a
@@ -956,6 +969,17 @@ static int check_entry(const struct entry *e, void *arg)
 #define CHECK_DUTY 9
 #define CHECK_SHORT_MS 2 /* checks shorter than this (small stores) are not spaced */
 
+
+uint64_t store_snapshot_held_us(shm_t *shm)
+{
+    return __atomic_load_n(&state_of(shm)->snapshot_held_us, __ATOMIC_RELAXED);
+}
+
+uint64_t store_check_held_us(shm_t *shm)
+{
+    return __atomic_load_n(&state_of(shm)->check_held_us, __ATOMIC_RELAXED);
+}
+
 int store_check_quiet(shm_t *shm)
 {
     return now_ms() < __atomic_load_n(&state_of(shm)->check_quiet_until_ms, __ATOMIC_ACQUIRE);
@@ -964,7 +988,7 @@ int store_check_quiet(shm_t *shm)
 int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
 {
     struct check_ctx ctx = { shm, buf, buflen, 0 };
-    uint64_t pos, prev_seq[CLOCK_MAX] = { 0 }, t0;
+    uint64_t pos, prev_seq[CLOCK_MAX] = { 0 }, t0, t0_us;
     char *rec = NULL;
     size_t cap = 0, need = 0;
     long n;
@@ -972,6 +996,7 @@ int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
 
     lock_acquire_sh(shm->lock);
     t0 = now_ms();
+    t0_us = now_us();
     if (table_check(shm->table, why) != 0 || arena_check(shm->arena, why) != 0) {
         r = -1;
         goto out;
@@ -1016,6 +1041,7 @@ int store_check_sh(shm_t *shm, char *buf, size_t buflen, const char **why)
     }
 out:
     pos = now_ms();
+    __atomic_store_n(&state_of(shm)->check_held_us, now_us() - t0_us, __ATOMIC_RELAXED);
     /* a short check (a small store) costs writers nothing worth spacing */
     __atomic_store_n(&state_of(shm)->check_quiet_until_ms,
                      pos - t0 < CHECK_SHORT_MS ? 0 : pos + CHECK_DUTY * (pos - t0),

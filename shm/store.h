@@ -143,6 +143,10 @@ int store_pass_begin(shm_t *shm);
 /* 1 while a store check may not run yet: the last one held the writer
  * lock D ms, and checks are spaced 9 x D ms apart (store.c CHECK_DUTY). */
 int store_check_quiet(shm_t *shm);
+/* How long the last store check held the writer lock, in microseconds. */
+uint64_t store_check_held_us(shm_t *shm);
+/* How long the last snapshot held it (the cut), in microseconds. */
+uint64_t store_snapshot_held_us(shm_t *shm);
 void store_pass_end(shm_t *shm);
 
 /* Consistency check of the whole store under the writer lock: table,

@@ -17,6 +17,7 @@
 #include "repl.h"
 #include "rlog.h"
 #include "stats.h"
+#include "store.h"
 #include "table.h"
 #include "view.h"
 
@@ -302,6 +303,18 @@ static int metrics(struct http_env *env, h2o_req_t *req)
                "%u",
                folded);
     }
+    SCALAR(&o,
+           "kvsd_snapshot_lock_seconds",
+           "gauge",
+           "How long the last /internal/snapshot held the writer lock (the cut; it encodes without it).",
+           "%.6f",
+           (double)store_snapshot_held_us(shm) / 1e6);
+    SCALAR(&o,
+           "kvsd_store_check_lock_seconds",
+           "gauge",
+           "How long the last /internal/check held the writer lock (checks are spaced 9 times that apart).",
+           "%.6f",
+           (double)store_check_held_us(shm) / 1e6);
     SCALAR(&o,
            "kvsd_batches_from_outside_total",
            "counter",

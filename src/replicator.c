@@ -172,6 +172,46 @@ static void pull_next(struct replicator *r)
         r->snap_busy = 1;
 }
 
+/* A replica outside our view replicates to us (its view has us), and its
+ * log no longer holds what we lack: pull its snapshot all the same, or
+ * we would lack those writes until someone adds it to our view. */
+static void on_outside_snapshot(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct replicator *r = arg;
+
+    r->snap_busy = 0;
+    if (status == 200 && install_snapshot(r, body, len, r->outside_addr) == 0) {
+        __atomic_store_n(&r->shm->repl->snapshot_req, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    log_warn("peer=%s: snapshot failed: %s", r->outside_addr, status == 0 ? err : "bad answer");
+}
+
+static void pull_from_outside(struct replicator *r, const char *addr)
+{
+    if (r->outside_conn != NULL && strncmp(r->outside_addr, addr, ADDR_MAX) != 0) {
+        httpc_free(r->outside_conn);
+        r->outside_conn = NULL;
+    }
+    if (r->outside_conn == NULL) {
+        memcpy(r->outside_addr, addr, ADDR_MAX);
+        r->outside_addr[ADDR_MAX - 1] = '\0';
+        r->outside_conn = httpc_new((h2o_loop_t *)r->loop, r->self_ip, r->outside_addr);
+        httpc_set_max_body(r->outside_conn, r->cfg->memory);
+    }
+    log_info("pulling a snapshot from peer=%s, which is not in our view", r->outside_addr);
+    if (httpc_request(r->outside_conn,
+                      "GET",
+                      "/internal/snapshot",
+                      r->extra_headers,
+                      NULL,
+                      0,
+                      SNAPSHOT_TIMEOUT_MS,
+                      on_outside_snapshot,
+                      r) == 0)
+        r->snap_busy = 1;
+}
+
 /* --- catching up from peers' logs (--data-dir) ----------------------------- */
 
 /* A replica whose store came back from its data directory lacks only
@@ -680,6 +720,8 @@ static void tick(struct replicator *r)
             r->join_candidate[0] = row;
             r->ncandidates = 1;
             pull_next(r);
+        } else {
+            pull_from_outside(r, r->shm->repl->snapshot_from);
         }
     }
     /* a join whose state transfers all failed, due to try again? */

@@ -93,6 +93,10 @@ struct replicator {
     int ncandidates;
     httpc_conn_t *snap_conn[VIEW_MAX]; /* state transfers, per peer */
     int snap_busy;
+    /* a state transfer asked for by a replica outside our view (it has us
+     * in its view and its log no longer holds what we lack) */
+    httpc_conn_t *outside_conn;
+    char outside_addr[ADDR_MAX];
     uint64_t join_retry_at_ms; /* every transfer failed: pull again then */
     uint32_t join_backoff_ms;  /* and the wait before that, doubling */
 
