@@ -133,6 +133,15 @@ static void signal_children(int sig)
             kill(m.child[i].pid, sig);
 }
 
+/* Children other than the persister; or the persister alone. */
+static void signal_role(int sig, int persister)
+{
+    int i;
+    for (i = 0; i < m.nchild; ++i)
+        if (m.child[i].pid > 0 && (m.child[i].role == ROLE_PERSISTER) == persister)
+            kill(m.child[i].pid, sig);
+}
+
 static int live_children(void)
 {
     int i, n = 0;
@@ -141,14 +150,31 @@ static int live_children(void)
     return n;
 }
 
+static int live_writers(void)
+{
+    int i, n = 0;
+    for (i = 0; i < m.nchild; ++i)
+        n += m.child[i].pid > 0 && m.child[i].role != ROLE_PERSISTER;
+    return n;
+}
+
+/* Workers and the replicator first (they drain: in-flight writes still
+ * apply, and each acknowledged write is in the log ring); the persister
+ * last, once nothing can append, so a clean stop leaves on disk every
+ * write this replica applied -- peers trim their logs by what it said it
+ * had, and it must come back with at least that. */
 static void shutdown_children(void)
 {
     uint64_t deadline = now_ms() + STOP_TIMEOUT_MS;
-    int status;
+    int status, persister_told = 0;
     pid_t pid;
 
-    signal_children(SIGTERM);
+    signal_role(SIGTERM, 0);
     while (live_children() > 0) {
+        if (!persister_told && live_writers() == 0) {
+            signal_role(SIGTERM, 1);
+            persister_told = 1;
+        }
         if (now_ms() > deadline) {
             log_warn("children did not stop in %d ms; killing them", STOP_TIMEOUT_MS);
             signal_children(SIGKILL);

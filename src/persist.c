@@ -599,8 +599,17 @@ void persister_main(shm_t *shm, const struct config *cfg, int slot)
         if (n == 0)
             usleep(cfg->fsync_mode == FSYNC_ALWAYS ? 200 : 2000);
     }
-    /* a clean stop leaves everything written on disk */
-    if (p.logfd != -1 && append_records() >= 0 && fdatasync(p.logfd) == 0) {
+    /* a clean stop leaves everything written on disk: the master stops us
+     * only after the workers and the replicator, so the ring is final */
+    if (p.logfd != -1) {
+        long n;
+        int rounds = 0;
+        while ((n = append_records()) > 0 && ++rounds < 1000000)
+            ;
+        if (n < 0)
+            exit(0);
+    }
+    if (p.logfd != -1 && fdatasync(p.logfd) == 0) {
         p.synced = p.written;
         publish_positions();
     }
