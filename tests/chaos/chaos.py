@@ -69,6 +69,8 @@ def parse_args(argv=None):
     p.add_argument("--kvsd", default=None, help="kvsd binary (default $KVSD_BIN or /work/build/kvsd)")
     p.add_argument("--base-ip", type=int, default=BASE_IP, choices=(BASE_IP, 190),
                    help="last byte of the first replica's address: 110 (default) or 190")
+    p.add_argument("--kvsd-args", default="",
+                   help="extra kvsd flags for every replica, e.g. '--causal-wait 50'")
     p.add_argument("--data-dirs", action="store_true",
                    help="replicas with --data-dir and --fsync always; adds the kill_all fault; no loss excused")
     a = p.parse_args(argv)
@@ -124,7 +126,7 @@ class Run:
     # ---------------------------------------------------------------- cluster
     def start_cluster(self):
         for ip in self.ips:
-            args = ["--memory", "64M"]
+            args = ["--memory", "64M"] + (self.a.kvsd_args.split() if self.a.kvsd_args else [])
             if self.a.data_dirs:
                 args += ["--data-dir", os.path.join(self.a.out, "data-" + ip), "--fsync", "always"]
             r = Replica(ip, PORT, view=self.view, workers=2, extra_args=args, start=False)

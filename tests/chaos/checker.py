@@ -279,6 +279,21 @@ class Checker:
             return ks[i]
         return None
 
+    def rate_503_fault_free(self, run_ops):
+        """(503 share, requests) among the requests that started and ended
+        while no replica was isolated (a fault and its READMIT_TAIL)."""
+        spans = sorted(iv for ivs in self.isolated.values() for iv in ivs)
+        n = n503 = 0
+        for o in run_ops:
+            t0, t1 = o.get("t0"), o.get("t1")
+            if t0 is None or t1 is None or o.get("status") is None:
+                continue
+            if any(a <= t1 and t0 <= b for a, b in spans):
+                continue
+            n += 1
+            n503 += o.get("status") == 503
+        return (n503 / n if n else 0.0, n)
+
     def dead_by(self, inc, t):
         """Had incarnation inc been SIGKILLed by time t?"""
         addr = inc_addr(inc)
@@ -786,6 +801,7 @@ class Checker:
             "violations": {k: len(v) for k, v in self.violations.items()},
             "lost_writes": len(self.lost),
             "rate_503": n503 / len(run_ops) if run_ops else 0.0,
+            "rate_503_fault_free": self.rate_503_fault_free(run_ops),
             "network_errors": sum(1 for o in run_ops if o.get("status") is None),
             "availability": {r: {"answered": g, "requests": t, "fraction": (g / t if t else None)}
                              for r, (g, t) in self.avail.items()},
@@ -829,6 +845,10 @@ def format_summary(res, per_kind=5):
     out.append("faults: %s (total %d)" % (", ".join("%s:%d" % kv for kv in sorted(s["faults"].items())),
                                          sum(s["faults"].values())))
     out.append("503 rate: %.2f%%" % (100 * s["rate_503"]))
+    ff = s.get("rate_503_fault_free")
+    if ff is not None:
+        out.append("503 rate outside faults: %.3f%% of %d requests made while no replica was isolated"
+                   % (100 * ff[0], ff[1]))
     out.append("availability while reachable (2xx/404 answers / requests):")
     for r, a in sorted(s["availability"].items()):
         out.append("  %s %d/%d = %s" % (r, a["answered"], a["requests"],
