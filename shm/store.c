@@ -224,23 +224,16 @@ static size_t sparse_clock(const struct clock_sh *clock, struct vc_pair *out)
     return n;
 }
 
-/* Writer lock held: make and commit an intent, then finish it. */
-static enum store_result write_locked(shm_t *shm, const struct store_record *rec)
+/* Writer lock held.  A new, unpublished entry holding rec's key, value
+ * (none for a tombstone, whose value may be NULL) and write; NULL if the
+ * arena is full. */
+static struct entry *entry_from_record(shm_t *shm, const struct store_record *rec)
 {
-    struct store_intent *in = &state_of(shm)->intent;
-    struct entry *e;
-    int r;
-
     size_t vlen = rec->tombstone ? 0 : rec->vlen;
+    struct entry *e = table_entry_new_sh(shm->arena, rec->key, rec->klen, vlen);
 
-    if (rec->ndeps > CLOCK_MAX) /* in->deps holds CLOCK_MAX; the decoders bound it, this is a last guard */
-        return STORE_FULL;
-    if (sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen + 16 > shm->rlog->size / 2)
-        return STORE_FULL;
-    if (!rlog_room_sh(shm->rlog, sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen + 8))
-        return STORE_FULL; /* the ring is full of records the persister has not written yet */
-    if ((e = table_entry_new_sh(shm->arena, rec->key, rec->klen, vlen)) == NULL)
-        return STORE_FULL;
+    if (e == NULL)
+        return NULL;
     e->lamport = rec->lamport;
     e->seq = rec->seq;
     e->origin = (uint16_t)rec->origin;
@@ -248,6 +241,26 @@ static enum store_result write_locked(shm_t *shm, const struct store_record *rec
     e->vlen = (uint32_t)vlen;
     if (vlen != 0)
         memcpy((char *)entry_value(e), rec->value, vlen);
+    return e;
+}
+
+/* Writer lock held: make and commit an intent, then finish it. */
+static enum store_result write_locked(shm_t *shm, const struct store_record *rec)
+{
+    struct store_intent *in = &state_of(shm)->intent;
+    struct entry *e;
+    size_t vlen = rec->tombstone ? 0 : rec->vlen, loglen;
+    int r;
+
+    if (rec->ndeps > CLOCK_MAX) /* in->deps holds CLOCK_MAX; the decoders bound it, this is a last guard */
+        return STORE_FULL;
+    loglen = sizeof(struct rlog_rec) + rec->ndeps * sizeof(*rec->deps) + rec->klen + vlen;
+    if (loglen + 16 > shm->rlog->size / 2)
+        return STORE_FULL;
+    if (!rlog_room_sh(shm->rlog, loglen + 8))
+        return STORE_FULL; /* the ring is full of records the persister has not written yet */
+    if ((e = entry_from_record(shm, rec)) == NULL)
+        return STORE_FULL;
 
     in->entry = e;
     in->old = NULL;
@@ -802,18 +815,10 @@ static int install_prepare(shm_t *shm,
     __atomic_store_n(&in->state, INSTALL_PREPARING, __ATOMIC_RELEASE);
     for (k = 0; k < n; ++k) {
         const struct store_record *r = order != NULL ? order[k].rec : &entries[k];
-        size_t vlen = r->tombstone ? 0 : r->vlen;
-        struct entry *e = table_entry_new_sh(shm->arena, r->key, r->klen, vlen);
+        struct entry *e = entry_from_record(shm, r);
 
         if (e == NULL)
             goto fail;
-        e->lamport = r->lamport;
-        e->seq = r->seq;
-        e->origin = (uint16_t)r->origin;
-        e->flags = r->tombstone ? ENTRY_TOMBSTONE : 0;
-        e->vlen = (uint32_t)vlen;
-        if (vlen != 0) /* a tombstone's value may be NULL */
-            memcpy((char *)entry_value(e), r->value, vlen);
         if (r->lamport > in->lamport)
             in->lamport = r->lamport;
         in->entries[k] = e;
