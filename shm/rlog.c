@@ -15,6 +15,7 @@
  * tail past records it was about to overwrite; head moves last, so the
  * half-written record is never inside [tail, head).
  */
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -27,6 +28,10 @@
 #define RLOG_PAD_MAGIC 0x70616421u /* "pad!" */
 #define RLOG_ALIGN 8
 #define RLOG_HOT_MIN (256u << 10)
+/* The most an early wrap copies: the records in flight to the peers (a
+ * few ms of writes); a longer log (a peer lagging) makes the writer go on
+ * round the whole ring instead. */
+#define RLOG_MOVE_MAX (256u << 10)
 
 /* Header of a pad record: only len and magic are guaranteed to fit. */
 struct rlog_pad {
@@ -80,8 +85,8 @@ static void drop_before_sh(struct rlog_sh *rlog, uint64_t until)
             tail = rlog->head;
             break;
         }
-        if (r->magic == RLOG_MAGIC)
-            fold_tail_clock_sh(rlog, r);
+        if (r->magic == RLOG_MAGIC && !(r->flags & RLOG_MOVED))
+            fold_tail_clock_sh(rlog, r); /* a moved one's copy is still here */
         tail += r->len;
     }
     if (tail != rlog->tail) {
@@ -215,17 +220,101 @@ static void write_record(char *p,
     memset(p, 0, (size_t)(len - (uint64_t)(p - (char *)r)));
 }
 
-/* Writer lock held.  Should the record of len bytes at head (ring offset
- * off) go to the ring's start now, behind a pad to the end?  Yes when it
- * would leave the hot window while the log, it included, fills at most
- * half of the window: then the live records, all in [off - (head - tail),
- * off), lie past the window's first half and the record at [0, len)
- * overwrites none of them (off > hot / 2 + (head - tail) >= len + 2 *
- * (head - tail)).  The pad is one header; its length fits its field. */
-static int wrap_early(const struct rlog_sh *rlog, uint64_t head, uint64_t off, uint64_t len)
+/* Writer lock held.  Copy the records of [tail, head) to position dst
+ * on (the ring's start), marked RLOG_COPY: the bytes copied, or -1 if the
+ * log is corrupt (then nothing is published).  Pads and moved originals
+ * are dead and stay behind. */
+static int64_t copy_live_sh(struct rlog_sh *rlog, uint64_t head, uint64_t dst)
 {
-    return rlog->hot != 0 && off + len > rlog->hot && head - rlog->tail + len <= rlog->hot / 2 &&
-           rlog->size - off <= UINT32_MAX && head >= rlog->tail;
+    uint64_t p = rlog->tail, from = dst;
+
+    while (p < head) {
+        const struct rlog_rec *r = (const struct rlog_rec *)(rlog->ring + p % rlog->size);
+        if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 || r->len > head - p ||
+            (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC))
+            return -1;
+        if (r->magic == RLOG_MAGIC && !(r->flags & RLOG_MOVED)) {
+            struct rlog_rec *c = (struct rlog_rec *)(rlog->ring + dst % rlog->size);
+            memcpy(c, r, r->len);
+            c->flags |= RLOG_COPY;
+            dst += r->len;
+        }
+        p += r->len;
+    }
+    if (dst != from) {
+        rlog->mv_src = rlog->tail;
+        rlog->mv_src_end = head;
+        rlog->mv_end = dst;
+        rlog->mv_pending = 1;
+    }
+    return (int64_t)(dst - from);
+}
+
+/* Writer lock held, an early wrap's copies published: mark the originals
+ * still in the log moved (idempotent). */
+static void mark_moved_sh(struct rlog_sh *rlog)
+{
+    uint64_t p = rlog->tail > rlog->mv_src ? rlog->tail : rlog->mv_src;
+
+    while (p < rlog->mv_src_end) {
+        struct rlog_rec *r = (struct rlog_rec *)(rlog->ring + p % rlog->size);
+        if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 ||
+            (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC))
+            break; /* cannot be: it was read whole a moment ago */
+        if (r->magic == RLOG_MAGIC)
+            __atomic_store_n(&r->flags, (uint8_t)(r->flags | RLOG_MOVED), __ATOMIC_RELEASE);
+        p += r->len;
+    }
+}
+
+void rlog_finish_move_sh(struct rlog_sh *rlog, struct clock_sh *clock)
+{
+    uint32_t id, ninc;
+
+    if (!rlog->mv_pending)
+        return;
+    if (rlog->head <= rlog->mv_src_end) { /* its writer died before publishing: no copies */
+        rlog->mv_pending = 0;
+        return;
+    }
+    mark_moved_sh(rlog);
+    if (clock == NULL)
+        return; /* a unit test's bare ring */
+    ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    for (id = 0; id < ninc && id < CLOCK_MAX; ++id) {
+        uint64_t fp = __atomic_load_n(&clock->inc[id].fold_pos, __ATOMIC_ACQUIRE);
+        if (fp > rlog->mv_src && fp < rlog->mv_end)
+            __atomic_store_n(&clock->inc[id].fold_pos, rlog->mv_end, __ATOMIC_RELEASE);
+    }
+    rlog->mv_pending = 0;
+}
+
+/* Writer lock held.  The record of len bytes at head (ring offset off)
+ * would leave the hot window: wrap early?  First drop what every peer
+ * acknowledged; then yes if what is left (the records still in flight)
+ * is at most RLOG_MOVE_MAX and, with the record, fills at most half the
+ * window: they lie in [off - live, off), past the window's first half,
+ * and their copies and the record at [0, live + len) overwrite none of
+ * them (off > hot - len >= 2 * live + len).  So [tail, new head) spans at
+ * most size - (off - 2 * live - len) bytes: nothing is overwritten.  The
+ * pad is one header; its length fits its field.  Returns 1 and the bytes
+ * copied (through *moved) if it wraps. */
+static int wrap_early_sh(struct rlog_sh *rlog, uint64_t head, uint64_t off, uint64_t len, uint64_t *moved)
+{
+    uint64_t acked = __atomic_load_n(&rlog->acked_pos, __ATOMIC_ACQUIRE), live;
+    int64_t copied;
+
+    if (rlog->hot == 0 || off + len <= rlog->hot || rlog->size - off > UINT32_MAX || head < rlog->tail)
+        return 0;
+    if (acked > rlog->tail)
+        drop_before_sh(rlog, acked < head ? acked : head);
+    live = head - rlog->tail;
+    if (live > RLOG_MOVE_MAX || live + len > rlog->hot / 2)
+        return 0;
+    if ((copied = copy_live_sh(rlog, head, head + (rlog->size - off))) < 0)
+        return 0;
+    *moved = (uint64_t)copied;
+    return 1;
 }
 
 int rlog_append_sh(struct rlog_sh *rlog,
@@ -235,7 +324,7 @@ int rlog_append_sh(struct rlog_sh *rlog,
                    const char *value,
                    uint64_t *pos)
 {
-    uint64_t len = rec_len(hdr), head = rlog->head, off, start, pad = 0;
+    uint64_t len = rec_len(hdr), head = rlog->head, off, start, pad = 0, moved = 0;
 
     if (len > rlog->size || len > UINT32_MAX)
         return -1;
@@ -248,9 +337,9 @@ int rlog_append_sh(struct rlog_sh *rlog,
     off = head % rlog->size;
     if (off + len > rlog->size)
         pad = rlog->size - off; /* a record never straddles the end */
-    else if (wrap_early(rlog, head, off, len))
+    else if (wrap_early_sh(rlog, head, off, len, &moved))
         pad = rlog->size - off;
-    start = head + pad;
+    start = head + pad + moved;
     if (pad + len > rlog->size) {
         /* Even an empty ring cannot hold the pad and the record, and the
          * record would overwrite the pad: drop everything and restart the
@@ -272,9 +361,15 @@ int rlog_append_sh(struct rlog_sh *rlog,
             ((struct rlog_rec *)pr)->flags = RLOG_PAD;
     }
     write_record(rlog->ring + start % rlog->size, len, hdr, deps, key, value);
-    /* The commit point: the record becomes part of [tail, head). */
+    /* The commit point: the record (and any copies) become part of
+     * [tail, head).  Originals are marked moved only now: a writer killed
+     * before leaves them as they were, the copies unpublished. */
     __atomic_store_n(&rlog->head, start + len, __ATOMIC_RELEASE);
     __atomic_store_n(&rlog->records, rlog->records + 1, __ATOMIC_RELAXED);
+    if (moved != 0) {
+        rlog->moved += moved; /* bytes; rlog_moved_records() would need a walk */
+        mark_moved_sh(rlog);
+    }
     if (pos != NULL)
         *pos = start;
     return 0;
@@ -289,9 +384,10 @@ static int fell_off(const struct rlog_sh *rlog, uint64_t p)
 
 /* Lock-free.  Find the first record at or after *p, skipping pads, and
  * copy its first sizeof(*h) bytes: 1 found, 0 at the head, -1 lost. */
-static int locate(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_pad *h)
+static int locate(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_pad *h, uint8_t skip)
 {
     uint64_t p = *pos, off;
+    uint8_t flags;
 
     for (;;) {
         if (rlog_tail(rlog) > p)
@@ -300,6 +396,9 @@ static int locate(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_pad *h)
             return 0;
         off = p % rlog->size;
         memcpy(h, rlog->ring + off, sizeof(*h));
+        flags = h->magic == RLOG_MAGIC && h->len >= sizeof(struct rlog_rec) && off + h->len <= rlog->size
+                    ? __atomic_load_n((const uint8_t *)rlog->ring + off + offsetof(struct rlog_rec, flags), __ATOMIC_ACQUIRE)
+                    : 0;
         if (fell_off(rlog, p))
             return -1;
         /* Between tail and head, so it was written before head was
@@ -309,17 +408,17 @@ static int locate(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_pad *h)
             (h->magic != RLOG_MAGIC && h->magic != RLOG_PAD_MAGIC) ||
             (h->magic == RLOG_MAGIC && h->len < sizeof(struct rlog_rec)))
             return -1;
-        if (h->magic == RLOG_MAGIC)
+        if (h->magic == RLOG_MAGIC && !(flags & skip))
             return 1;
-        p += h->len;
+        p += h->len; /* a pad, or a record this reader skips */
         *pos = p;
     }
 }
 
-long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need)
+static long read_skipping(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need, uint8_t skip)
 {
     struct rlog_pad h;
-    int rc = locate(rlog, pos, &h);
+    int rc = locate(rlog, pos, &h, skip);
 
     if (rc <= 0)
         return rc;
@@ -335,10 +434,20 @@ long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufs
     return (long)h.len;
 }
 
+long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need)
+{
+    return read_skipping(rlog, pos, buf, bufsize, need, RLOG_MOVED);
+}
+
+long rlog_read_persisted(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need)
+{
+    return read_skipping(rlog, pos, buf, bufsize, need, RLOG_COPY);
+}
+
 long rlog_peek(const struct rlog_sh *rlog, uint64_t *pos, struct rlog_rec *hdr)
 {
     struct rlog_pad h;
-    int rc = locate(rlog, pos, &h);
+    int rc = locate(rlog, pos, &h, RLOG_MOVED);
 
     if (rc <= 0)
         return rc;

@@ -29,6 +29,8 @@
 #include "clock.h"
 
 #define RLOG_TOMBSTONE 0x01
+#define RLOG_COPY 0x20  /* copied by an early wrap (see below) */
+#define RLOG_MOVED 0x40 /* its copy, later in the log, stands for it */
 #define RLOG_PAD 0x80
 
 struct rlog_rec {
@@ -63,13 +65,40 @@ struct rlog_sh {
      * whose pages were released faults each page in again per lap; one
      * that stays in a small resident window does not. */
     uint64_t hot;
+    /* Everything before it every replica we know has acknowledged:
+     * published by the replicator as answers come (it may lag, it is never
+     * ahead), so an early wrap drops that part and moves only the rest. */
+    uint64_t acked_pos;
+    /* The last early wrap that moved records: the originals were in
+     * [mv_src, mv_src_end), the copies end at mv_end.  mv_pending until
+     * rlog_finish_move_sh() has marked the originals and moved the
+     * incarnations' fold_pos (a writer killed in between leaves it set
+     * for the lock's recovery). */
+    uint64_t mv_src, mv_src_end, mv_end;
+    uint32_t mv_pending;
+    uint64_t moved; /* bytes copied by early wraps, ever */
 };
 
 size_t rlog_size(size_t ring_bytes);
 void rlog_init(struct rlog_sh *rlog, void *ring, size_t ring_bytes);
 
 /* Writer lock held.  Append a record; -1 if it can never fit (larger than
- * the ring).  Returns the record's position through *pos if non-NULL. */
+ * the ring).  Returns the record's position through *pos if non-NULL.
+ *
+ * The early wrap.  While the log is short the writer keeps to the hot
+ * window: a record that would leave it goes to the ring's start instead,
+ * behind a pad to the ring's end.  What the peers have all acknowledged
+ * (acked_pos) is dropped first; the records left, at most RLOG_MOVE_MAX
+ * bytes, are copied to the ring's start ahead of the new record, marked
+ * RLOG_COPY, and the originals are marked RLOG_MOVED.  Without the copy a
+ * peer that stops answering would pin the tail behind the pad, and the
+ * writer, coming round to it after a window's worth of writes, would
+ * overwrite records that peer still needs; a moved original is dead, and
+ * dropping it loses nothing (it is not folded into tail_clock).
+ * rlog_read() and rlog_peek() skip moved originals (the replication
+ * view); rlog_read_persisted() skips copies instead (the persister wrote
+ * every original: the ring keeps what it has not written).  The caller
+ * must then call rlog_finish_move_sh(). */
 int rlog_append_sh(struct rlog_sh *rlog,
                    const struct rlog_rec *hdr,
                    const struct vc_pair *deps,
@@ -101,6 +130,10 @@ static inline int rlog_room_sh(const struct rlog_sh *rlog, uint64_t len)
  * *pos is unchanged and the needed size is returned through *need). */
 long rlog_read(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need);
 
+/* Lock-free.  rlog_read() for the persister: moved originals are read and
+ * copies skipped, so every write is read once, at its first position. */
+long rlog_read_persisted(const struct rlog_sh *rlog, uint64_t *pos, void *buf, size_t bufsize, size_t *need);
+
 /* Lock-free.  Like rlog_read(), but copy only the record's header (a scan
  * that decides which records to read in full).  Returns the whole
  * record's length, 0 at the head, -1 if *pos fell off the tail. */
@@ -129,6 +162,14 @@ static inline const char *rlog_rec_value(const struct rlog_rec *r)
  * window, and the writer, which wraps to the ring's start while the log
  * is short, does not fault pages in. */
 void rlog_trim_sh(struct rlog_sh *rlog, uint64_t pos);
+
+/* Writer lock held, after rlog_append_sh() and in the lock's recovery:
+ * finish an early wrap that moved records (idempotent).  Marks the
+ * originals RLOG_MOVED and, for each folded incarnation (clock may be
+ * NULL: none) whose fold_pos lies after the first original, moves
+ * fold_pos past the copies, which may name it: "no record from before its
+ * fold is in the log" must stay true of the copies. */
+void rlog_finish_move_sh(struct rlog_sh *rlog, struct clock_sh *clock);
 
 /* Writer lock held: fold a state transfer's clock into tail_clock. */
 void rlog_mark_installed_sh(struct rlog_sh *rlog, const uint64_t *clock, uint32_t n);

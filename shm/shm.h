@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC 0x6b767364u /* "kvsd" */
-#define SHM_LAYOUT_VERSION 3  /* 2: guard pages and poisoned region tails; 3: repl region */
+#define SHM_LAYOUT_VERSION 4  /* 2: guard pages and poisoned region tails; 3: repl region; 4: rlog acked_pos and moves */
 #define SHM_REGIONS_MAX 16
 
 /* Reader slots: one per process that may read the store (workers,

@@ -187,6 +187,7 @@ static int finish_intent(shm_t *shm, struct store_intent *in)
         hdr.at_ms = (uint32_t)now_ms(); /* the replicator's relay delay and lag */
         /* cannot fail: write_locked() checked the record fits the ring */
         rlog_append_sh(shm->rlog, &hdr, in->deps, entry_key(e), entry_value(e), NULL);
+        rlog_finish_move_sh(shm->rlog, shm->clock); /* an early wrap's copies may name folded lives */
     }
     clock_lamport_observe_sh(shm->clock, in->lamport);
     clock_advance_sh(shm->clock, in->origin, in->seq);
@@ -202,6 +203,7 @@ void store_recover_sh(void *arg)
     /* first: everything below may retire objects */
     rcu_recover_sh(st->shm->rcu);
     view_recover_sh(st->shm->view);
+    rlog_finish_move_sh(st->shm->rlog, st->shm->clock);
     if (st->install.state == INSTALL_PREPARING)
         install_rollback(st->shm, &st->install);
     else if (st->install.state != INSTALL_IDLE)

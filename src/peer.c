@@ -71,6 +71,8 @@ void peer_init(struct replicator *r, struct peer *p, int row)
         peer_set_state(r, p, PEER_EVICTED);
     else
         peer_set_state(r, p, PEER_JOINING);
+    if (p->state != PEER_SELF)
+        replicator_acked_lowered(r); /* it may lack what acked_pos passed */
 }
 
 /* --- view broadcasts ------------------------------------------------------ */
@@ -227,6 +229,7 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
     int32_t ids[CLOCK_MAX + 1];
     uint64_t acked[CLOCK_MAX];
     uint32_t i;
+    int same_life;
 
     if (wire_decode(body, len, &msg) != 0)
         return -1;
@@ -235,7 +238,8 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
         wire_msg_free(&msg);
         return -1;
     }
-    if (p->stamp != msg.from.stamp) {
+    same_life = p->stamp == msg.from.stamp;
+    if (!same_life) {
         if (p->stamp != 0)
             log_info("peer=%s restarted (incarnation %llu -> %llu)",
                      p->addr,
@@ -251,10 +255,20 @@ int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, siz
     for (i = 0; i < msg.ncount; ++i)
         if (msg.count[i].inc != WIRE_NO_INC && (msg.count[i].flags & INC_FOLDED))
             ack_folded(r->shm->clock, msg.count[i].inc, acked);
+    /* Within one life a peer's clock only grows (applies and installs
+     * advance it), but its reports can overtake each other: a clock ask
+     * answered on the control connection before a batch was applied may
+     * arrive after that batch's answer.  Taking it as is would move
+     * acked back below records trim_acked() already dropped for it, and
+     * log_covers_peer() would send a peer that lacks nothing to a
+     * snapshot.  A new life starts from what it reports. */
     for (i = 0; i < CLOCK_MAX; ++i)
-        if (m->acked[i] != acked[i])
+        if (m->acked[i] != acked[i] && !(same_life && acked[i] < m->acked[i]))
             __atomic_store_n(&m->acked[i], acked[i], __ATOMIC_RELAXED);
     __atomic_store_n(&m->acked_at_ms, now_ms(), __ATOMIC_RELEASE);
+    if (!same_life)
+        replicator_acked_lowered(r);
+    replicator_advance_acked(r);
     *flags = msg.flags;
     wire_msg_free(&msg);
     return 0;

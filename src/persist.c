@@ -379,7 +379,7 @@ static long append_records(void)
 
     p.out.len = 0;
     while (p.out.len < FLUSH_BYTES) {
-        long r = rlog_read(rlog, &pos, p.rec, p.reccap, &need);
+        long r = rlog_read_persisted(rlog, &pos, p.rec, p.reccap, &need);
         const struct rlog_rec *h = (const struct rlog_rec *)p.rec;
         if (r == 0)
             break;

@@ -589,6 +589,9 @@ static void reclaim_stale(struct replicator *r)
             if (rlog_tail(r->shm->rlog) < fold_pos)
                 continue; /* the persister has not written them yet (rlog keep_from) */
         }
+        /* an early wrap may have moved it past copies that name the life */
+        if (rlog_tail(r->shm->rlog) < __atomic_load_n(&clock->inc[id].fold_pos, __ATOMIC_ACQUIRE))
+            continue;
         free_row(r, id);
     }
 }
@@ -663,21 +666,27 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
  * the trim (some 0.3 ms), and still trims 650,000 records a second. */
 #define TRIM_SCAN_MAX 65536
 
-/* Drop the log records every replica we know has acknowledged (with no
- * peer: all of them), and with them their ring pages: a log that keeps
- * copies nobody needs doubles what a key costs (issue 13).  Evicted
- * peers count too, so one that comes back finds what it lacks; one whose
- * clock went back (a restart) is sent to a snapshot by log_covers_peer(),
- * exactly as when the ring overwrites records. */
-static void trim_acked(struct replicator *r)
+/* Move rlog->acked_pos over the records every replica we know has
+ * acknowledged (with no peer: all of them).  Evicted peers count too, so
+ * one that comes back finds what it lacks; one whose clock went back (a
+ * restart) is sent to a snapshot by log_covers_peer() if the records it
+ * lacks are gone, exactly as when the ring overwrites them.  Called as
+ * answers come, so that an early wrap (rlog.h) drops what is acknowledged
+ * and copies only what is in flight; it scans on from where it stopped,
+ * since acknowledgements only grow (replicator_acked_lowered() else). */
+void replicator_advance_acked(struct replicator *r)
 {
     const struct clock_sh *clock = r->shm->clock;
-    uint64_t floor[CLOCK_MAX], pos = rlog_tail(r->shm->rlog), at = pos;
+    struct rlog_sh *rlog = r->shm->rlog;
+    uint64_t floor[CLOCK_MAX], pos = __atomic_load_n(&rlog->acked_pos, __ATOMIC_RELAXED), at;
     uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
     struct rlog_rec hdr;
     long n = 1;
     int i, scanned;
 
+    if (pos < rlog_tail(rlog))
+        pos = rlog_tail(rlog);
+    at = pos;
     for (id = 0; id < ninc; ++id) /* folded lives: everyone has them */
         floor[id] = clock_folded(clock, id) ? UINT64_MAX : clock_applied(clock, id);
     for (i = 0; i < VIEW_MAX; ++i) {
@@ -690,16 +699,34 @@ static void trim_acked(struct replicator *r)
                 floor[id] = acked;
         }
     }
-    for (scanned = 0; scanned < TRIM_SCAN_MAX && (n = rlog_peek(r->shm->rlog, &pos, &hdr)) > 0; ++scanned) {
-        if (hdr.origin >= ninc || hdr.seq > floor[hdr.origin])
-            break; /* some replica lacks it (or it is newer than ninc) */
+    for (scanned = 0; scanned < TRIM_SCAN_MAX && (n = rlog_peek(rlog, &pos, &hdr)) > 0; ++scanned) {
+        if (hdr.origin >= ninc || hdr.seq > floor[hdr.origin]) {
+            at = pos - (uint64_t)n; /* some replica lacks it (or it is newer than ninc) */
+            break;
+        }
         at = pos;
     }
     if (n < 0)
-        return; /* overwritten under us: look again next tick */
+        return; /* overwritten under us: look again from the tail next time */
+    __atomic_store_n(&rlog->acked_pos, at, __ATOMIC_RELEASE);
+}
+
+/* A peer's acknowledgements went back (a new life) or a peer was added:
+ * what acked_pos passed may be what it lacks. */
+void replicator_acked_lowered(struct replicator *r)
+{
+    __atomic_store_n(&r->shm->rlog->acked_pos, rlog_tail(r->shm->rlog), __ATOMIC_RELEASE);
+}
+
+/* Drop the log records every replica we know has acknowledged, and with
+ * them their ring pages: a log that keeps copies nobody needs doubles
+ * what a key costs (issue 13). */
+static void trim_acked(struct replicator *r)
+{
+    replicator_advance_acked(r);
     /* even with nothing to drop: the trim also sizes the ring's hot window */
     lock_acquire_sh(r->shm->lock);
-    rlog_trim_sh(r->shm->rlog, at);
+    rlog_trim_sh(r->shm->rlog, __atomic_load_n(&r->shm->rlog->acked_pos, __ATOMIC_ACQUIRE));
     lock_release_sh(r->shm->lock);
 }
 

@@ -122,4 +122,8 @@ void broadcast_view(struct replicator *r, int put, const char *addr, const struc
 /* Learn a peer's clock from a KVC1 body; -1 if malformed. */
 int peer_learn_clock(struct replicator *r, struct peer *p, const char *body, size_t len, uint32_t *flags);
 
+/* rlog->acked_pos (replicator.c) */
+void replicator_advance_acked(struct replicator *r);
+void replicator_acked_lowered(struct replicator *r);
+
 #endif

@@ -3,8 +3,9 @@
  * append and read back, pad records at the wrap, records lost to
  * overwriting and what tail_clock says about them, records too big for
  * the ring or for the reader's buffer, installed clocks, a lock-free
- * reader in another process racing the writer, and trimming, which gives
- * the ring pages back.
+ * reader in another process racing the writer, trimming, which gives
+ * the ring pages back, and the early wrap, which moves the records in
+ * flight so that a peer that stops answering loses none of them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,9 +350,93 @@ static void test_hot_shrinks(void)
     munmap(ring, ring_len);
 }
 
+/* A peer stops acknowledging just after an early wrap (the records in
+ * flight then are behind the pad) while writes go on for 3/5 of the ring
+ * (more than two hot windows; the ring used to lose them within one):
+ * nothing it lacks is lost (the wrap moved them), tail_clock says
+ * so, the replication view reads each record once and in order, and the
+ * persister's view reads each write once, at its first position. */
+static void test_wrap_keeps_inflight(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), ring_len = 1024 * page;
+    uint64_t buf[RING / 8], pos, seq = 1, expect, stuck = 0, wraps = 0, head0, copies = 0;
+    struct rlog_rec *r = (struct rlog_rec *)buf;
+    struct clock_sh *clock;
+    int all = 1, tick, i, once = 1, pending;
+    char *ring;
+    long n;
+
+    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED)
+        abort();
+    memset(sh, 0, sizeof(*sh));
+    rlog_init(&sh->rlog, ring, ring_len);
+    rlog = &sh->rlog;
+    /* a healthy cluster: every tick, all but the last 3 records acknowledged */
+    for (tick = 0; tick < 2000 && wraps < 3; ++tick) {
+        for (i = 0; i < 8; ++i) {
+            head0 = rlog_head(rlog);
+            all &= append(4, seq++, 1000, NULL) == 0;
+            wraps += rlog_head(rlog) % ring_len < head0 % ring_len;
+        }
+        pos = rlog_tail(rlog);
+        for (i = 0; (n = rlog_peek(rlog, &pos, r)) > 0; ++i)
+            if (r->seq + 3 == seq)
+                rlog->acked_pos = pos - (uint64_t)n;
+        rlog_trim_sh(rlog, rlog->acked_pos);
+    }
+    ok(all && wraps >= 3 && rlog->moved > 0, "the writer wrapped early %llu times, moving %llu bytes in flight",
+       (unsigned long long)wraps, (unsigned long long)rlog->moved);
+    /* the peer stops here: nothing past seq - 3 is acknowledged any more */
+    stuck = seq - 3;
+    do { /* until the next early wrap, which moves them */
+        head0 = rlog_head(rlog);
+        all &= append(4, seq++, 1000, NULL) == 0;
+    } while (rlog_head(rlog) % ring_len > head0 % ring_len);
+    for (i = 0; rlog_head(rlog) - rlog_tail(rlog) < ring_len * 3 / 5; ++i) {
+        all &= append(4, seq++, 1000, NULL) == 0;
+        if (i % 64 == 0)
+            rlog_trim_sh(rlog, rlog->acked_pos);
+    }
+    ok(all && rlog->tail_clock[4] < stuck, "3/5 of the ring later nothing the peer lacks fell off (tail_clock %llu < %llu)",
+       (unsigned long long)rlog->tail_clock[4], (unsigned long long)stuck);
+    pos = rlog_tail(rlog);
+    for (expect = 0; (n = rlog_read(rlog, &pos, buf, sizeof(buf), NULL)) > 0; expect = r->seq + 1) {
+        if (expect != 0 && r->seq != expect)
+            once = 0;
+        all &= rec_ok(r, 4, r->seq);
+        if (expect == 0 && r->seq > stuck)
+            once = 0;
+    }
+    ok(all && once && n == 0 && expect == seq, "the replication view reads every record from %llu on once, in order",
+       (unsigned long long)stuck);
+    pos = rlog_tail(rlog);
+    for (expect = 0, once = 1; (n = rlog_read_persisted(rlog, &pos, buf, sizeof(buf), NULL)) > 0; expect = r->seq + 1) {
+        copies += (r->flags & RLOG_COPY) != 0;
+        if (expect != 0 && r->seq != expect)
+            once = 0;
+    }
+    ok(once && copies == 0 && n == 0 && expect == seq, "the persister's view reads them once too, no copy among them");
+    /* the last move's copies may name lives folded after its first original */
+    clock = calloc(1, sizeof(*clock));
+    if (clock == NULL)
+        abort();
+    clock->ninc = 3;
+    clock->inc[0].fold_pos = rlog->mv_src + 1;
+    clock->inc[1].fold_pos = rlog->mv_src;
+    clock->inc[2].fold_pos = rlog->mv_end + 8;
+    pending = rlog->mv_pending;
+    rlog_finish_move_sh(rlog, clock);
+    ok(pending && !rlog->mv_pending && clock->inc[0].fold_pos == rlog->mv_end && clock->inc[1].fold_pos == rlog->mv_src &&
+           clock->inc[2].fold_pos == rlog->mv_end + 8,
+       "finishing the move puts fold_pos past the copies only for lives folded after its first original");
+    free(clock);
+    munmap(ring, ring_len);
+}
+
 int main(void)
 {
-    plan(46);
+    plan(51);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         abort();
@@ -363,6 +448,7 @@ int main(void)
     test_concurrent();
     test_trim_releases();
     test_hot_shrinks();
+    test_wrap_keeps_inflight();
     munmap(sh, sizeof(*sh));
     return done_testing();
 }
