@@ -47,6 +47,7 @@ struct proc_stats {
     uint64_t snapshots_installed;
     uint64_t incarnations_folded;
     uint64_t incarnations_freed;
+    uint64_t tombstones_reaped;
     uint64_t writes_lost_freed; /* lost writes counted on rows since freed */
     uint64_t batches_from_outside;  /* replication batches from a sender not in our view */
     uint64_t ship_after_answer; /* batches sent as soon as the previous one was answered */

@@ -328,6 +328,12 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "%" PRIu64,
            sum->incarnations_folded);
     SCALAR(&o,
+           "kvsd_tombstones_reaped_total",
+           "counter",
+           "Tombstones dropped once every replica we know had applied them.",
+           "%" PRIu64,
+           sum->tombstones_reaped);
+    SCALAR(&o,
            "kvsd_incarnations_freed_total",
            "counter",
            "Incarnation rows freed for reuse.",

@@ -656,8 +656,10 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
                 floor[id] = acked;
         }
     }
-    if ((n = store_reap_sh(r->shm, floor, ninc)) != 0)
+    if ((n = store_reap_sh(r->shm, floor, ninc)) != 0) {
+        stats_add(&r->stats->tombstones_reaped, n);
         log_debug("reaped %zu tombstones", n);
+    }
 }
 
 /* --- the log's tail ------------------------------------------------------------ */
