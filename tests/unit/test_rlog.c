@@ -246,25 +246,33 @@ static size_t resident(void *p, size_t n)
     return count;
 }
 
+/* A ring of ring_len bytes in shared memory (shmem, whose pages a trim
+ * releases) for the log in sh. */
+static char *big_ring(size_t ring_len)
+{
+    char *ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    if (ring == MAP_FAILED)
+        abort();
+    memset(sh, 0, sizeof(*sh));
+    rlog_init(&sh->rlog, ring, ring_len);
+    rlog = &sh->rlog;
+    return ring;
+}
+
 /* rlog_trim_sh() frees the ring pages of what it drops, in every process
  * that maps them (the ring is shmem, as in kvsd), and the log works on
  * over the freed pages: across the wrap, read back whole. */
 static void test_trim_releases(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = 32, ring_len = pages * page;
-    struct rlog_sh *big = &sh->rlog;
     uint64_t buf[RING / 8], pos, seq, expect, max_off = 0;
     struct rlog_rec *r = (struct rlog_rec *)buf;
     char *ring;
     int all = 1, tick, i;
     long n;
 
-    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (ring == MAP_FAILED)
-        abort();
-    memset(sh, 0, sizeof(*sh));
-    rlog_init(big, ring, ring_len);
-    rlog = big;
+    ring = big_ring(ring_len);
     for (seq = 1; rlog_head(rlog) < ring_len * 3 / 4; ++seq)
         all &= append(3, seq, 300, NULL) == 0;
     ok(all && resident(ring, ring_len) >= pages * 3 / 4 - 1, "3/4 of the ring written: %zu of %zu pages resident",
@@ -318,12 +326,7 @@ static void test_hot_shrinks(void)
     char *ring;
     long n;
 
-    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (ring == MAP_FAILED)
-        abort();
-    memset(sh, 0, sizeof(*sh));
-    rlog_init(&sh->rlog, ring, ring_len);
-    rlog = &sh->rlog;
+    ring = big_ring(ring_len);
     while (rlog_head(rlog) < ring_len / 2)
         all &= append(5, seq++, 3000, NULL) == 0;
     rlog_trim_sh(rlog, rlog_head(rlog));
@@ -366,12 +369,7 @@ static void test_wrap_keeps_inflight(void)
     char *ring;
     long n;
 
-    ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (ring == MAP_FAILED)
-        abort();
-    memset(sh, 0, sizeof(*sh));
-    rlog_init(&sh->rlog, ring, ring_len);
-    rlog = &sh->rlog;
+    ring = big_ring(ring_len);
     /* a healthy cluster: every tick, all but the last 3 records acknowledged */
     for (tick = 0; tick < 2000 && wraps < 3; ++tick) {
         for (i = 0; i < 8; ++i) {
