@@ -393,6 +393,53 @@ static void sync_view(struct replicator *r)
     }
 }
 
+/* --- what the replicas we know have acknowledged ------------------------------ */
+
+/* The replicas we know, evicted ones too (they may hold writes made while
+ * partitioned, and come back for what they lack):
+ *     for (i = 0; (m = known_peer(r, &i)) != NULL; ++i)
+ * r->peer[i] is the peer, m its shared state. */
+static const struct repl_peer_sh *known_peer(const struct replicator *r, int *i)
+{
+    for (; *i < VIEW_MAX; ++*i)
+        if (r->peer[*i].row >= 0 && r->peer[*i].state != PEER_SELF)
+            return &r->shm->repl->peer[r->peer[*i].row];
+    return NULL;
+}
+
+#define PEERS_UNHEARD 1 /* one never reported its clock: it may hold anything */
+#define PEERS_AHEAD 2   /* one holds writes we have not applied */
+
+/* floor[id] for each of the *ninc incarnations: the least count of it
+ * that we and every replica we know hold (UINT64_MAX for a folded life:
+ * everyone has all of it).  Returns PEERS_UNHEARD and PEERS_AHEAD as
+ * they apply. */
+static int acked_floor(const struct replicator *r, uint64_t *floor, uint32_t *ninc)
+{
+    const struct clock_sh *clock = r->shm->clock;
+    const struct repl_peer_sh *m;
+    uint32_t id, n = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    int i, flags = 0;
+
+    for (id = 0; id < n; ++id)
+        floor[id] = clock_folded(clock, id) ? UINT64_MAX : clock_applied(clock, id);
+    for (i = 0; (m = known_peer(r, &i)) != NULL; ++i) {
+        if (__atomic_load_n(&m->acked_at_ms, __ATOMIC_ACQUIRE) == 0)
+            flags |= PEERS_UNHEARD;
+        for (id = 0; id < n; ++id) {
+            uint64_t acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
+            if (floor[id] == UINT64_MAX || acked == ACKED_FOLDED)
+                continue; /* folded here or there: everyone has all of it */
+            if (acked > clock_applied(clock, id))
+                flags |= PEERS_AHEAD;
+            if (acked < floor[id])
+                floor[id] = acked;
+        }
+    }
+    *ninc = n;
+    return flags;
+}
+
 /* --- retired incarnations --------------------------------------------------- */
 
 /* A restarted replica's old incarnation is settled once every view
@@ -401,6 +448,7 @@ static void sync_view(struct replicator *r)
 static void settle_retired(struct replicator *r)
 {
     struct clock_sh *clock = r->shm->clock;
+    const struct repl_peer_sh *m;
     uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
     int i;
 
@@ -410,12 +458,9 @@ static void settle_retired(struct replicator *r)
 
         if ((inc->flags & (INC_RETIRED | INC_FINAL)) != INC_RETIRED)
             continue;
-        for (i = 0; i < VIEW_MAX && settled; ++i) {
-            const struct peer *p = &r->peer[i];
-            const struct repl_peer_sh *m;
-            if (p->row < 0 || p->state == PEER_SELF || !r->shm->view->m[p->row].in_view)
+        for (i = 0; settled && (m = known_peer(r, &i)) != NULL; ++i) {
+            if (!r->shm->view->m[r->peer[i].row].in_view)
                 continue;
-            m = &r->shm->repl->peer[p->row];
             if (m->acked_at_ms <= inc->retired_at_ms ||
                 (m->acked[id] != ACKED_FOLDED && m->acked[id] > clock_applied(clock, id)))
                 settled = 0;
@@ -442,16 +487,11 @@ static void settle_retired(struct replicator *r)
 static int peers_agree(struct replicator *r, uint32_t id, uint64_t since)
 {
     uint64_t have = clock_applied(r->shm->clock, id);
+    const struct repl_peer_sh *m;
     int i;
 
-    for (i = 0; i < VIEW_MAX; ++i) {
-        const struct peer *p = &r->peer[i];
-        const struct repl_peer_sh *m;
-        uint64_t acked;
-        if (p->row < 0 || p->state == PEER_SELF)
-            continue;
-        m = &r->shm->repl->peer[p->row];
-        acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
+    for (i = 0; (m = known_peer(r, &i)) != NULL; ++i) {
+        uint64_t acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
         if (m->acked_at_ms <= since || (acked != ACKED_FOLDED && acked != have))
             return 0;
     }
@@ -461,21 +501,10 @@ static int peers_agree(struct replicator *r, uint32_t id, uint64_t since)
 /* We have applied everything every replica had when it last reported. */
 static int have_what_peers_had(struct replicator *r)
 {
-    const struct clock_sh *clock = r->shm->clock;
-    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
-    int i;
+    uint64_t floor[CLOCK_MAX];
+    uint32_t ninc;
 
-    for (i = 0; i < VIEW_MAX; ++i) {
-        const struct peer *p = &r->peer[i];
-        if (p->row < 0 || p->state == PEER_SELF)
-            continue;
-        for (id = 0; id < ninc; ++id) {
-            uint64_t acked = __atomic_load_n(&r->shm->repl->peer[p->row].acked[id], __ATOMIC_RELAXED);
-            if (acked != ACKED_FOLDED && acked > clock_applied(clock, id) && !clock_folded(clock, id))
-                return 0;
-        }
-    }
-    return 1;
+    return !(acked_floor(r, floor, &ninc) & PEERS_AHEAD);
 }
 
 /* Fold every settled retired incarnation that every replica we know
@@ -509,22 +538,15 @@ static void fold_settled(struct replicator *r)
  * has acknowledged each record there (or it is of a folded life). */
 static int log_trimmable(struct replicator *r, uint64_t pos)
 {
-    const struct clock_sh *clock = r->shm->clock;
-    uint64_t at = rlog_tail(r->shm->rlog);
+    uint64_t at = rlog_tail(r->shm->rlog), floor[CLOCK_MAX];
+    uint32_t ninc;
     struct rlog_rec hdr;
     long n;
-    int i;
 
-    while (at < pos && (n = rlog_peek(r->shm->rlog, &at, &hdr)) > 0) {
-        if (clock_folded(clock, hdr.origin))
-            continue;
-        for (i = 0; i < VIEW_MAX; ++i) {
-            const struct peer *p = &r->peer[i];
-            if (p->row >= 0 && p->state != PEER_SELF &&
-                __atomic_load_n(&r->shm->repl->peer[p->row].acked[hdr.origin], __ATOMIC_RELAXED) < hdr.seq)
-                return 0;
-        }
-    }
+    acked_floor(r, floor, &ninc);
+    while (at < pos && (n = rlog_peek(r->shm->rlog, &at, &hdr)) > 0)
+        if (hdr.origin >= ninc || hdr.seq > floor[hdr.origin])
+            return 0;
     return 1;
 }
 
@@ -624,38 +646,15 @@ static void gc_incarnations(struct replicator *r, uint64_t now)
  * stale key. */
 static void reap_tombstones(struct replicator *r, uint64_t now)
 {
-    uint64_t applied[CLOCK_MAX], floor[CLOCK_MAX];
-    uint32_t ninc = clock_snapshot(r->shm->clock, applied), id;
+    uint64_t floor[CLOCK_MAX];
+    uint32_t ninc;
     size_t n;
-    int i;
 
     if (now - r->reaped_ms < REAP_INTERVAL_MS || r->shm->table->ntomb == 0)
         return;
     r->reaped_ms = now;
-    memcpy(floor, applied, sizeof(floor));
-    for (id = 0; id < ninc; ++id)
-        if (clock_folded(r->shm->clock, id))
-            floor[id] = UINT64_MAX; /* applied everywhere */
-    for (i = 0; i < VIEW_MAX; ++i) {
-        const struct peer *p = &r->peer[i];
-        const struct repl_peer_sh *m;
-        if (p->row < 0 || p->state == PEER_SELF)
-            continue;
-        m = &r->shm->repl->peer[p->row];
-        if (m->acked_at_ms == 0)
-            return; /* never heard from: it may hold anything */
-        for (id = 0; id < ninc; ++id) {
-            uint64_t acked = __atomic_load_n(&m->acked[id], __ATOMIC_RELAXED);
-            if (clock_folded(r->shm->clock, id) || acked == ACKED_FOLDED) {
-                floor[id] = UINT64_MAX; /* applied everywhere */
-                continue;
-            }
-            if (acked > applied[id])
-                return; /* it has writes we lack, maybe concurrent ones */
-            if (acked < floor[id])
-                floor[id] = acked;
-        }
-    }
+    if (acked_floor(r, floor, &ninc) != 0)
+        return; /* one never heard from may hold anything; one ahead, concurrent writes */
     if ((n = store_reap_sh(r->shm, floor, ninc)) != 0) {
         stats_add(&r->stats->tombstones_reaped, n);
         log_debug("reaped %zu tombstones", n);
@@ -678,29 +677,17 @@ static void reap_tombstones(struct replicator *r, uint64_t now)
  * since acknowledgements only grow (replicator_acked_lowered() else). */
 void replicator_advance_acked(struct replicator *r)
 {
-    const struct clock_sh *clock = r->shm->clock;
     struct rlog_sh *rlog = r->shm->rlog;
     uint64_t floor[CLOCK_MAX], pos = __atomic_load_n(&rlog->acked_pos, __ATOMIC_RELAXED), at;
-    uint32_t id, ninc = __atomic_load_n(&clock->ninc, __ATOMIC_ACQUIRE);
+    uint32_t ninc;
     struct rlog_rec hdr;
     long n = 1;
-    int i, scanned;
+    int scanned;
 
     if (pos < rlog_tail(rlog))
         pos = rlog_tail(rlog);
     at = pos;
-    for (id = 0; id < ninc; ++id) /* folded lives: everyone has them */
-        floor[id] = clock_folded(clock, id) ? UINT64_MAX : clock_applied(clock, id);
-    for (i = 0; i < VIEW_MAX; ++i) {
-        const struct peer *p = &r->peer[i];
-        if (p->row < 0 || p->state == PEER_SELF)
-            continue;
-        for (id = 0; id < ninc; ++id) {
-            uint64_t acked = __atomic_load_n(&r->shm->repl->peer[p->row].acked[id], __ATOMIC_RELAXED);
-            if (acked < floor[id] && !clock_folded(clock, id))
-                floor[id] = acked;
-        }
-    }
+    acked_floor(r, floor, &ninc);
     for (scanned = 0; scanned < TRIM_SCAN_MAX && (n = rlog_peek(rlog, &pos, &hdr)) > 0; ++scanned) {
         if (hdr.origin >= ninc || hdr.seq > floor[hdr.origin]) {
             at = pos - (uint64_t)n; /* some replica lacks it (or it is newer than ninc) */
