@@ -55,6 +55,25 @@ static void on_signal(int sig)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
+/* h2o's HTTP/1 keeps a request object per connection and zeroes it when a
+ * response is done; request_begin_at is set when the next request's first
+ * bytes arrive.  So a connection whose request has not begun is idle. */
+static int request_begun(h2o_req_t *req, void *cbdata)
+{
+    (void)cbdata;
+    return req->timestamps.request_begin_at.tv_sec != 0;
+}
+
+/* A request still being received, handled, parked or answered? */
+static int requests_in_flight(void)
+{
+    h2o_protocol_callbacks_t *cb = &w.ctx.globalconf->http1.callbacks;
+
+    if (cb->foreach_request == NULL)
+        return !h2o_linklist_is_empty(&w.ctx.http1._conns);
+    return cb->foreach_request(&w.ctx, request_begun, NULL) != 0;
+}
+
 /* At --max-connections the worker stops accepting; further connections
  * wait in the kernel's queue (or go to another worker) until one closes. */
 static void on_conn_close(void *data)
@@ -169,14 +188,16 @@ void worker_main(shm_t *shm, const struct config *cfg, int index, int slot)
     }
 
     /* drain: stop accepting, let in-flight requests and their responses
-     * finish, close idle keep-alive connections */
+     * finish, then exit, which closes the idle keep-alive connections
+     * (peers hold some open all the time: waiting for them to close would
+     * make every stop last DRAIN_MS) */
     if (!w.paused)
         h2o_socket_read_stop(w.listener);
     h2o_socket_close(w.listener);
     h2o_context_request_shutdown(&w.ctx);
     http_kvs_shutdown();
     deadline = now_ms() + DRAIN_MS;
-    while (now_ms() < deadline && w.nconns > 0 && !h2o_linklist_is_empty(&w.ctx.http1._conns))
+    while (now_ms() < deadline && w.nconns > 0 && requests_in_flight())
         h2o_evloop_run(w.ctx.loop, 10);
     log_debug("exiting");
     exit(0);

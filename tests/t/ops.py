@@ -443,8 +443,20 @@ is_(mval(va, "kvsd_keys"), NB + 1, "A: kvsd_keys == B's keys + 1")
 # peers: a valid label with a peer address
 ok(any(n == "kvsd_peer_state" and dict(l).get("peer") == "127.0.0.31:8090" for n, l in va),
    "A: kvsd_peer_state has a series for peer 127.0.0.31:8090")
-for rep in (A, B):
-    is_(rep.stop(), 0, "%s: SIGTERM -> exit 0" % rep.addr)
+# Idle keep-alive connections (clients between requests, and peers'
+# replicators between heartbeats) must not hold the drain: they used to,
+# for its whole 2 s limit.  Two clients each keep one open, one per worker
+# with luck; a third is idle on B, which keeps replicating to A.
+idle = [Session(A.addr), Session(A.addr), Session(B.addr)]
+is_([x.request("GET", "/kvs/idle").status for x in idle], [404, 404, 404],
+    "three keep-alive clients made a request and stay connected, idle")
+t_stop = time.monotonic()
+is_(A.stop(), 0, "%s: SIGTERM -> exit 0" % A.addr)
+stop_s = time.monotonic() - t_stop
+ok(stop_s < 1.0, "A: exited %.3f s after SIGTERM, not held by idle connections" % stop_s)
+for x in idle:
+    x.close()
+is_(B.stop(), 0, "%s: SIGTERM -> exit 0" % B.addr)
 
 # ==========================================================================
 # /metrics: format and counters that move
