@@ -83,12 +83,16 @@ def writer(tid):
 
 
 def check_store():
-    """GET /internal/check, retried over connection errors for 5 s."""
+    """GET /internal/check, retried for 5 s over connection errors and
+    503 Busy (checks are spaced: after a pass that held the writer lock D
+    ms the next waits 9 x D, which under ASan can outlast a kill)."""
     last = [None]
 
     def once():
         g = request(r.addr, "GET", "/internal/check", timeout=3)
         last[0] = g
+        if g is not None and g.status == 503 and b"Busy" in g.raw:
+            return None
         return g
     g = wait_until(once, 5, 0.02)
     return g if g is not None else last[0]
