@@ -370,7 +370,7 @@ int rlog_append_sh(struct rlog_sh *rlog,
     __atomic_store_n(&rlog->head, start + len, __ATOMIC_RELEASE);
     __atomic_store_n(&rlog->records, rlog->records + 1, __ATOMIC_RELAXED);
     if (moved != 0) {
-        rlog->moved += moved; /* bytes; rlog_moved_records() would need a walk */
+        __atomic_store_n(&rlog->moved, rlog->moved + moved, __ATOMIC_RELAXED); /* kvsd_rlog_moved_bytes_total */
         mark_moved_sh(rlog);
     }
     if (pos != NULL)

@@ -29,6 +29,14 @@ struct out {
     h2o_mem_pool_t *pool;
 };
 
+/* [tail, head) read tail first: head only grows, so it is never behind. */
+static uint64_t rlog_bytes(const struct rlog_sh *rlog)
+{
+    uint64_t tail = rlog_tail(rlog), head = rlog_head(rlog);
+
+    return head > tail ? head - tail : 0;
+}
+
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(struct out *o, const char *fmt, ...)
 {
@@ -252,6 +260,20 @@ static int metrics(struct http_env *env, h2o_req_t *req)
            "Records appended to the replication log.",
            "%" PRIu64,
            shm->rlog->records);
+    SCALAR(&o,
+           "kvsd_rlog_bytes",
+           "gauge",
+           "Replication log bytes held for replicas that lack them (a peer that falls further behind than "
+           "kvsd_rlog_size_bytes needs a snapshot).",
+           "%" PRIu64,
+           rlog_bytes(shm->rlog));
+    SCALAR(&o, "kvsd_rlog_size_bytes", "gauge", "The replication log ring's size.", "%" PRIu64, shm->rlog->size);
+    SCALAR(&o,
+           "kvsd_rlog_moved_bytes_total",
+           "counter",
+           "Log bytes still in flight that early wraps copied to the ring's start.",
+           "%" PRIu64,
+           __atomic_load_n(&shm->rlog->moved, __ATOMIC_RELAXED));
     if (shm->persist_enabled)
         persist_metrics(&o, shm);
     SCALAR(&o,

@@ -155,6 +155,11 @@ for rnd in range(ROUNDS):
         diag("round %d: joins %r, %d missing" % (rnd, j, len(missing)))
 ok(all_log, "one writer: %d rounds of %d writes missed, each caught up from the log tails with all of them" % (
     ROUNDS, M))
+m198 = request(rs[1].addr, "GET", "/metrics").raw.decode()
+moved = re.search(r"^kvsd_rlog_moved_bytes_total (\d+)$", m198, re.M)
+ok(moved is not None and int(moved.group(1)) > 0,
+   "one writer: .198's early wraps moved records in flight (kvsd_rlog_moved_bytes_total %s)" % (
+       moved.group(1) if moved else "missing"))
 text = "".join(x.log_text() for x in rs[:1])
 ok("pulling a snapshot" not in text and "installed a snapshot" not in text, "one writer: no snapshot was pulled")
 is_(request(rs[0].addr, "GET", "/internal/check", timeout=30).status, 200, "one writer: /internal/check ok")
