@@ -240,6 +240,11 @@ def kill_at(point, whole):
     d = os.path.join(base, "k-%s-%d" % (point, whole))
     r = Replica("127.0.0.190", extra_args=["--data-dir", d, "--fsync", "always", "--memory", "64M"],
                 env={"KVSD_TEST_PAUSE": "1"}).wait_ready(10)
+    # the persister writes generation 1 of an empty directory as it starts,
+    # through the same points: ask for the pause only after that (a replica
+    # may be ready first, under ASan often)
+    ok(wait_until(lambda: "snapshot 1 written" in r.log_text(), 10),
+       "%s: the first generation was written at startup" % label, r.log_tail(5))
     open(os.path.join(d, "pause-" + point), "w").close()
     acked, lock, stop = {}, threading.Lock(), threading.Event()
 
