@@ -72,6 +72,15 @@ static void fold_tail_clock_sh(struct rlog_sh *rlog, const struct rlog_rec *r)
         __atomic_store_n(&rlog->tail_clock[r->origin], r->seq, __ATOMIC_RELAXED);
 }
 
+/* Writer lock held, r in [tail, head): does its header hold together (a
+ * record or a pad, of an aligned length)?  Walks of the log under the
+ * lock stop at the first that does not. */
+static int whole_sh(const struct rlog_rec *r)
+{
+    return r->len >= sizeof(struct rlog_pad) && r->len % RLOG_ALIGN == 0 &&
+           (r->magic == RLOG_MAGIC || r->magic == RLOG_PAD_MAGIC);
+}
+
 /* Writer lock held.  Advance tail to the first record at or past until. */
 static void drop_before_sh(struct rlog_sh *rlog, uint64_t until)
 {
@@ -81,8 +90,7 @@ static void drop_before_sh(struct rlog_sh *rlog, uint64_t until)
         until = keep; /* not yet persisted: rlog_room_sh() refused writes that would need it */
     while (tail < until && tail < rlog->head) {
         const struct rlog_rec *r = (const struct rlog_rec *)(rlog->ring + tail % rlog->size);
-        if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 ||
-            (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC)) {
+        if (!whole_sh(r)) {
             /* Corrupt: nothing after it can be trusted either.  Dropping
              * it all at worst sends peers to a snapshot. */
             tail = rlog->head;
@@ -233,8 +241,7 @@ static int64_t copy_live_sh(struct rlog_sh *rlog, uint64_t head, uint64_t dst)
 
     while (p < head) {
         const struct rlog_rec *r = (const struct rlog_rec *)(rlog->ring + p % rlog->size);
-        if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 || r->len > head - p ||
-            (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC))
+        if (!whole_sh(r) || r->len > head - p)
             return -1;
         if (r->magic == RLOG_MAGIC && !(r->flags & RLOG_MOVED)) {
             struct rlog_rec *c = (struct rlog_rec *)(rlog->ring + dst % rlog->size);
@@ -261,8 +268,7 @@ static void mark_moved_sh(struct rlog_sh *rlog)
 
     while (p < rlog->mv_src_end) {
         struct rlog_rec *r = (struct rlog_rec *)(rlog->ring + p % rlog->size);
-        if (r->len < sizeof(struct rlog_pad) || r->len % RLOG_ALIGN != 0 ||
-            (r->magic != RLOG_MAGIC && r->magic != RLOG_PAD_MAGIC))
+        if (!whole_sh(r))
             break; /* cannot be: it was read whole a moment ago */
         if (r->magic == RLOG_MAGIC)
             __atomic_store_n(&r->flags, (uint8_t)(r->flags | RLOG_MOVED), __ATOMIC_RELEASE);
