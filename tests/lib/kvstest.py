@@ -754,6 +754,19 @@ def request(addr, method, path, body=None, raw_body=None, headers=None,
         conn.close()
 
 
+def store_check(addr, timeout=30):
+    """GET /internal/check, asked again for up to `timeout` s while it
+    answers 503 Busy (a snapshot pass under way -- a peer's pull, or the
+    persister's compaction -- or checks spaced after a long one).  Returns
+    the last response."""
+    last = [None]
+
+    def once():
+        resp = last[0] = request(addr, "GET", "/internal/check", timeout=timeout)
+        return None if resp.status == 503 and b"Busy" in resp.raw else resp
+    return wait_until(once, timeout, 0.05) or last[0]
+
+
 class Session:
     """A keep-alive connection to one replica (reconnects after an error or
     a server-side close).  Same arguments and result as request()."""

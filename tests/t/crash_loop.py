@@ -23,7 +23,8 @@ import time
 import http.client
 import json
 
-from kvstest import (Replica, Session, RawConn, request, ok, is_, diag, done, skip, wait_until, pid_alive)
+from kvstest import (Replica, Session, RawConn, request, ok, is_, diag, done, skip, wait_until, pid_alive,
+                     store_check)
 
 NET_ERRORS = (OSError, http.client.HTTPException)
 KILLS = int(os.environ.get("CRASH_KILLS", "300"))
@@ -83,19 +84,10 @@ def writer(tid):
 
 
 def check_store():
-    """GET /internal/check, retried for 5 s over connection errors and
+    """GET /internal/check, asked again for 5 s over connection errors and
     503 Busy (checks are spaced: after a pass that held the writer lock D
     ms the next waits 9 x D, which under ASan can outlast a kill)."""
-    last = [None]
-
-    def once():
-        g = request(r.addr, "GET", "/internal/check", timeout=3)
-        last[0] = g
-        if g is not None and g.status == 503 and b"Busy" in g.raw:
-            return None
-        return g
-    g = wait_until(once, 5, 0.02)
-    return g if g is not None else last[0]
+    return store_check(r.addr, 5)
 
 
 threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(NWRITERS)]
